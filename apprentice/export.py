@@ -1,0 +1,87 @@
+"""`apprentice export`: logged pairs in OpenAI's fine-tuning format (one JSON object a line)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from apprentice.segments import open_segments
+
+
+def logged_pairs(data_dir: Path, route: str) -> Iterator[dict[str, Any]]:
+    """Successful, complete teacher answers of a route as fine-tuning examples, oldest first."""
+    con = open_segments(data_dir, route)
+    result = con.execute(
+        "SELECT request, response FROM requests WHERE route = ? AND outcome = 'ok' "
+        "AND status = 200 AND NOT truncated AND served_by = 'teacher' ORDER BY seq",
+        [route],
+    )
+    while batch := result.fetchmany(1000):
+        for request_text, response_text in batch:
+            example = finetune_example(request_text, response_text)
+            if example is not None:
+                yield example
+
+
+def finetune_example(request_text: str, response_text: str | None) -> dict[str, Any] | None:
+    """One `{"messages": [...], "tools": [...]}` line, or None when the row has no answer."""
+    if not response_text:
+        return None
+    try:
+        request, response = orjson.loads(request_text), orjson.loads(response_text)
+        message = response["choices"][0]["message"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return None
+    answer: dict[str, Any] = {"role": "assistant"}
+    if message.get("content") is not None:
+        answer["content"] = message["content"]
+    if message.get("tool_calls"):
+        answer["tool_calls"] = message["tool_calls"]
+    if len(answer) == 1:
+        return None
+    example: dict[str, Any] = {"messages": [*request["messages"], answer]}
+    if request.get("tools"):
+        example["tools"] = request["tools"]
+    return example
+
+
+def write_jsonl(examples: Iterator[dict[str, Any]], out: Path | None) -> int:
+    """Write examples to `out` (stdout when None); return how many."""
+    import sys
+
+    count = 0
+    stream = out.open("wb") if out else sys.stdout.buffer
+    try:
+        for example in examples:
+            stream.write(orjson.dumps(example) + b"\n")
+            count += 1
+    finally:
+        if out:
+            stream.close()
+        else:
+            stream.flush()
+    return count
+
+
+def dataset_pairs(
+    data_dir: Path, route: str, version: int, split: str = "train"
+) -> Iterator[dict[str, Any]]:
+    """A curated dataset version's split as fine-tuning examples."""
+    import pyarrow.parquet as pq
+
+    from curation.dataset import dataset_dir
+
+    path = dataset_dir(data_dir, route, version) / f"{split}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"Dataset v{version} of route {route} has no {split} split.")
+    table = pq.read_table(path, columns=["messages", "tools", "answer"])
+    for row in table.to_pylist():
+        example: dict[str, Any] = {
+            "messages": [*orjson.loads(row["messages"]), orjson.loads(row["answer"])]
+        }
+        if row["tools"]:
+            example["tools"] = orjson.loads(row["tools"])
+        yield example

@@ -1,0 +1,293 @@
+"""Every Prometheus metric apprentice exports, declared once, with an explicit registry.
+
+The server creates one `Metrics` in its lifespan and passes it down; tests create their own, so
+no test sees another's counts. Labels are bounded: route, served_by, outcome, reason, state,
+verdict, method, kind; never a request id or a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# LLM calls take from milliseconds (a cached student) to minutes (a long teacher answer).
+DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+    300.0, 600.0,
+)  # fmt: skip
+# Time to first token starts at a millisecond: students answer from memory on this host.
+TTFT_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+CANARY_STATES = ("idle", "shadow", "canary", "promoted", "paused", "rolled_back")
+
+
+@dataclass
+class Metrics:
+    """The metrics of one apprentice process, all in one registry."""
+
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        # Traffic
+        self.requests = Counter(
+            "apprentice_requests_total",
+            "Chat completion requests answered, by route, who served them and outcome "
+            "(ok, client_error, upstream_error, error, client_disconnected).",
+            ["route", "served_by", "outcome"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "apprentice_request_duration_seconds",
+            "Time from request received to last byte sent.",
+            ["route", "served_by"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.time_to_first_token = Histogram(
+            "apprentice_time_to_first_token_seconds",
+            "Time from request received to the first byte of the answer.",
+            ["route", "served_by"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "apprentice_tokens_total",
+            "Tokens processed, by route, who served them and kind (prompt, completion).",
+            ["route", "served_by", "kind"],
+            registry=r,
+        )
+        self.teacher_cost = Counter(
+            "apprentice_teacher_cost_usd_total",
+            "What the teacher charged, from the price table (USD).",
+            ["route"],
+            registry=r,
+        )
+        self.teacher_cost_avoided = Counter(
+            "apprentice_teacher_cost_avoided_usd_total",
+            "What the teacher would have charged for requests students served (USD).",
+            ["route"],
+            registry=r,
+        )
+        self.teacher_retries = Counter(
+            "apprentice_teacher_retries_total",
+            "Teacher calls retried before the first byte, by reason (status code or connect).",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.client_errors = Counter(
+            "apprentice_client_errors_total",
+            "Requests refused before reaching a model, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        # Capture
+        self.capture_queue_depth = Gauge(
+            "apprentice_capture_queue_depth",
+            "Rows waiting in memory for the logbook writer.",
+            registry=r,
+        )
+        self.capture_rows = Counter(
+            "apprentice_capture_rows_written_total",
+            "Rows committed to the logbook, by table.",
+            ["table"],
+            registry=r,
+        )
+        self.capture_spilled = Counter(
+            "apprentice_capture_rows_spilled_total",
+            "Rows written to the spill file because the queue was full or a write failed.",
+            registry=r,
+        )
+        self.capture_failures = Counter(
+            "apprentice_capture_write_failures_total",
+            "Logbook batch writes that failed (their rows went to the spill file).",
+            registry=r,
+        )
+        self.capture_replayed = Counter(
+            "apprentice_capture_rows_replayed_total",
+            "Spilled rows written to the logbook at start.",
+            registry=r,
+        )
+        self.capture_skipped = Counter(
+            "apprentice_capture_skipped_total",
+            "Requests not captured, by reason (header, route_config).",
+            ["reason"],
+            registry=r,
+        )
+        self.segments_sealed = Counter(
+            "apprentice_segments_sealed_total",
+            "Parquet segments sealed from the logbook, by table.",
+            ["table"],
+            registry=r,
+        )
+        self.rows_sealed = Counter(
+            "apprentice_rows_sealed_total",
+            "Rows moved from the logbook into Parquet segments, by table.",
+            ["table"],
+            registry=r,
+        )
+        self.last_seal = Gauge(
+            "apprentice_last_seal_timestamp_seconds",
+            "Unix time of the last successful seal.",
+            registry=r,
+        )
+
+        self._declare_rollout(r)
+        self._declare_drift_and_retrain(r)
+
+    def _declare_rollout(self, r: CollectorRegistry) -> None:
+        # Students in traffic (issue 5): shadow pairs, fallbacks, the canary controller.
+        self.shadow_comparisons = Counter(
+            "apprentice_shadow_comparisons_total",
+            "Shadow pairs compared, by verdict (agree, disagree, error).",
+            ["route", "verdict"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "apprentice_fallbacks_total",
+            "Student answers replaced by the teacher's, by reason (low_confidence, "
+            "invalid_json, invalid_tool_call, error, timeout). The request itself is counted "
+            "in apprentice_requests_total with served_by=teacher.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.student_bypassed = Counter(
+            "apprentice_student_bypassed_total",
+            "Requests routed to a student but sent to the teacher because the student cannot "
+            "serve them, by reason (unsupported_feature, n_gt_1, no_student).",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.canary_state = Gauge(
+            "apprentice_canary_state",
+            "1 for the route's current canary state, 0 for the others (idle, shadow, canary, "
+            "promoted, paused, rolled_back).",
+            ["route", "state"],
+            registry=r,
+        )
+        self.canary_step = Gauge(
+            "apprentice_canary_step",
+            "Index of the current canary step in the route's step list (0 = first step).",
+            ["route"],
+            registry=r,
+        )
+        self.canary_weight = Gauge(
+            "apprentice_canary_weight_ratio",
+            "Share of the route's requests served by students (0-1).",
+            ["route"],
+            registry=r,
+        )
+        self.canary_transitions = Counter(
+            "apprentice_canary_transitions_total",
+            "Canary state changes, by reason (checks_passed, agreement, error_ratio, latency, "
+            "fallback_ratio, drift, manual, restart).",
+            ["route", "from_state", "to_state", "reason"],
+            registry=r,
+        )
+        self.student_info = Gauge(
+            "apprentice_student_info",
+            "1 for the student each route currently serves or shadows, with its version and base.",
+            ["route", "version", "base"],
+            registry=r,
+        )
+
+    def _declare_drift_and_retrain(self, r: CollectorRegistry) -> None:
+        self.drift_score = Gauge(
+            "apprentice_drift_score",
+            "Latest drift score of live traffic against the student's training data, by method "
+            "(prompt_length_psi, token_jsd, unseen_token_rate, disagreement_rate, "
+            "output_length_psi).",
+            ["route", "method"],
+            registry=r,
+        )
+        self.drift_threshold = Gauge(
+            "apprentice_drift_threshold",
+            "Configured drift threshold, by method and level (warn, act).",
+            ["route", "method", "level"],
+            registry=r,
+        )
+        self.drift_window = Gauge(
+            "apprentice_drift_window_prompts",
+            "Live prompts in the route's drift window.",
+            ["route"],
+            registry=r,
+        )
+        self.drift_last_run = Gauge(
+            "apprentice_drift_last_run_timestamp_seconds",
+            "Unix time the route's drift scores were last computed.",
+            ["route"],
+            registry=r,
+        )
+        self.drift_interval = Gauge(
+            "apprentice_drift_interval_seconds",
+            "Configured seconds between drift runs, so alerts can tell a stale job.",
+            ["route"],
+            registry=r,
+        )
+        self.retrain_runs = Counter(
+            "apprentice_retrain_runs_total",
+            "Retrain jobs finished, by outcome (registered, rejected, skipped, failed).",
+            ["route", "outcome"],
+            registry=r,
+        )
+        self.retrain_last_run = Gauge(
+            "apprentice_retrain_last_run_timestamp_seconds",
+            "Unix time the route's last retrain job finished, whatever its outcome.",
+            ["route"],
+            registry=r,
+        )
+        self.retrain_consecutive_failures = Gauge(
+            "apprentice_retrain_consecutive_failures",
+            "Retrain jobs that failed in a row (reset by any other outcome).",
+            ["route"],
+            registry=r,
+        )
+        self.eval_metric = Gauge(
+            "apprentice_retrain_last_eval",
+            "Held-out evaluation of the last trained student, by metric (exact_match, token_f1, "
+            "json_valid, length_ratio as ratios 0-1; latency_p50_seconds in seconds).",
+            ["route", "metric"],
+            registry=r,
+        )
+
+    def set_canary_state(self, route: str, state: str) -> None:
+        """Mark `state` as the route's canary state, zeroing the others (state-set style)."""
+        if state not in CANARY_STATES:
+            raise ValueError(f"unknown canary state {state!r}; use one of {CANARY_STATES}")
+        for s in CANARY_STATES:
+            self.canary_state.labels(route, s).set(1.0 if s == state else 0.0)
+
+    def set_student(self, route: str, version: str, base: str) -> None:
+        """Record the route's current student; the previous one's series is removed."""
+        for labels in _label_sets(self.student_info):
+            if labels[0] == route:
+                self.student_info.remove(*labels)
+        self.student_info.labels(route, version, base).set(1.0)
+
+    def record_retrain(self, route: str, outcome: str, finished_at: float) -> None:
+        """Count one finished retrain job and keep its time and failure streak."""
+        self.retrain_runs.labels(route, outcome).inc()
+        self.retrain_last_run.labels(route).set(finished_at)
+        streak = self.retrain_consecutive_failures.labels(route)
+        if outcome == "failed":
+            streak.inc()
+        else:
+            streak.set(0.0)
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
+    """The label values a labelled gauge currently holds series for."""
+    return [
+        tuple(sample.labels[name] for name in metric._labelnames)
+        for family in metric.collect()
+        for sample in family.samples
+    ]

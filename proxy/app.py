@@ -1,0 +1,127 @@
+"""The ASGI application: routers, error handlers, and the lifespan that owns shared objects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from apprentice.config import Config
+from apprentice.logbook import Logbook
+from monitoring.metrics import Metrics
+from proxy import admin, feedback, health
+from proxy.auth import Auth
+from proxy.chat import chat_completions
+from proxy.errors import ApiError, handle_api_error, handle_http_exception, handle_validation_error
+from proxy.exchange import Accounting, Pricer
+from proxy.state import ProxyState, new_request_id
+from proxy.teacher import Teacher
+
+log = logging.getLogger("apprentice.proxy")
+
+
+def create_app(config: Config, metrics: Metrics | None = None) -> FastAPI:
+    """The proxy for `config`. Shared objects are built when the app starts, not here."""
+    metrics = metrics or Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await _start(config, metrics)
+        app.state.proxy = state
+        try:
+            yield
+        finally:
+            await _stop(state)
+
+    app = FastAPI(
+        title="apprentice",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    # The hot path is a plain Starlette route: no dependency solving, no body model.
+    app.router.routes.append(Route("/v1/chat/completions", chat_completions, methods=["POST"]))
+    app.include_router(feedback.router)
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    app.add_exception_handler(ApiError, handle_api_error)
+    app.add_exception_handler(HTTPException, handle_http_exception)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+async def _start(config: Config, metrics: Metrics) -> ProxyState:
+    if not config.server.api_keys:
+        log.warning("server.api_keys is empty: any client can call this proxy")
+    secrets = [k.get_secret_value() for k in config.server.api_keys]
+    secrets += [r.teacher_api_key.get_secret_value() for r in config.routes if r.teacher_api_key]
+    admin_token = config.server.admin_token
+    if admin_token is not None:
+        secrets.append(admin_token.get_secret_value())
+    client = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        timeout=httpx.Timeout(600.0, connect=10.0),
+        follow_redirects=False,
+    )
+    logbook = Logbook(config.data_dir, config.logbook, metrics)
+    await logbook.open()
+    if any(not r.passthrough or r.input_cost_per_mtok is None for r in config.routes):
+        # litellm takes seconds to import; do it now, off the event loop, not on a request.
+        asyncio.get_running_loop().run_in_executor(None, _import_litellm)
+    return ProxyState(
+        config=config,
+        metrics=metrics,
+        logbook=logbook,
+        teacher=Teacher(client, metrics, secrets),
+        accounting=Accounting(metrics, Pricer()),
+        auth=Auth(
+            [k.get_secret_value() for k in config.server.api_keys],
+            None if admin_token is None else admin_token.get_secret_value(),
+        ),
+    )
+
+
+async def _stop(state: ProxyState) -> None:
+    await state.logbook.close()
+    await state.teacher.client.aclose()
+
+
+def _import_litellm() -> None:
+    import litellm  # noqa: F401
+
+
+class RequestIdMiddleware:
+    """Gives every request an id and every response the x-apprentice-* headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                if b"x-apprentice-request-id" not in names:
+                    headers.append((b"x-apprentice-request-id", request_id.encode()))
+                if b"x-apprentice-served-by" not in names:
+                    headers.append((b"x-apprentice-served-by", b"proxy"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_ids)

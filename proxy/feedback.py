@@ -1,0 +1,68 @@
+"""POST /v1/feedback: a client's verdict on one logged answer, used by curation."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from proxy.errors import ApiError
+from proxy.exchange import now_utc
+from proxy.state import proxy_state
+
+router = APIRouter()
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(min_length=1, max_length=200)
+    score: float = Field(ge=-1.0, le=1.0, description="-1 (bad) .. 1 (good)")
+    label: str | None = Field(None, max_length=200)
+    comment: str | None = Field(None, max_length=10_000)
+    correction: str | dict[str, Any] | None = Field(
+        None, description="The right answer: its text, or an assistant message object."
+    )
+
+    @field_validator("score")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("score must be a finite number")
+        return value
+
+
+@router.post("/v1/feedback")
+async def post_feedback(body: FeedbackIn, request: Request) -> dict[str, Any]:
+    """Record feedback on a request this proxy logged; 404 when the id is unknown."""
+    state = proxy_state(request)
+    state.auth.client(request)
+    route = await state.logbook.route_of(body.request_id)
+    if route is None:
+        raise ApiError(
+            404,
+            f"No logged request has the id {body.request_id!r}; use the "
+            "x-apprentice-request-id header of a captured response.",
+            code="request_not_found",
+            param="request_id",
+        )
+    feedback_id = f"fb_{uuid.uuid4().hex[:20]}"
+    correction = body.correction
+    if isinstance(correction, str):
+        correction = {"role": "assistant", "content": correction}
+    state.logbook.submit_feedback(
+        {
+            "feedback_id": feedback_id,
+            "request_id": body.request_id,
+            "route": route,
+            "created_at": now_utc().replace(tzinfo=None),
+            "score": body.score,
+            "label": body.label,
+            "comment": body.comment,
+            "correction": None if correction is None else orjson.dumps(correction).decode(),
+        }
+    )
+    return {"id": feedback_id, "object": "feedback", "request_id": body.request_id}

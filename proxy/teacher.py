@@ -1,0 +1,200 @@
+"""The teacher upstream: byte pass-through for OpenAI-compatible APIs, litellm for the rest.
+
+Pass-through forwards the request (with the route's model name) over one shared, pooled httpx
+client and hands back the response bytes as they arrive, so what the client sees is what the
+teacher sent. Every other provider goes through litellm and is converted to OpenAI's shape.
+Both retry with backoff on 429, 5xx and connection errors, but only before the first byte:
+after that a retry could send the client two different answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from apprentice.config import RouteConfig
+from monitoring.metrics import Metrics
+from proxy.errors import error_body, redact
+
+DEFAULT_API_BASE = "https://api.openai.com/v1"
+FORWARDED_HEADERS = ("x-request-id", "retry-after", "openai-processing-ms", "openai-version")
+RETRY_STATUSES = {429, 500, 502, 503, 504, 529}
+MAX_RETRY_AFTER_S = 30.0
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Upstream:
+    """The teacher's answer: status, headers to forward, and a body or a byte stream."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes | None = None
+    chunks: AsyncIterator[bytes] | None = None
+    close: Callable[[], Awaitable[None]] = field(default=_nothing)
+    error: str | None = None
+
+
+class Teacher:
+    """Calls the routes' teachers; one instance (and one httpx client) per server."""
+
+    def __init__(self, client: httpx.AsyncClient, metrics: Metrics, secrets: list[str]) -> None:
+        self.client = client
+        self.metrics = metrics
+        self.secrets = secrets
+
+    async def call(self, route: RouteConfig, payload: dict[str, Any], stream: bool) -> Upstream:
+        """Send one chat completion to the route's teacher; errors come back as `Upstream`."""
+        if route.passthrough:
+            return await self._passthrough(route, payload, stream)
+        return await self._litellm(route, payload, stream)
+
+    # -- OpenAI-compatible pass-through ------------------------------------------------------
+
+    async def _passthrough(
+        self, route: RouteConfig, payload: dict[str, Any], stream: bool
+    ) -> Upstream:
+        base = (route.teacher_api_base or DEFAULT_API_BASE).rstrip("/")
+        headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        if route.teacher_api_key is not None:
+            headers["authorization"] = f"Bearer {route.teacher_api_key.get_secret_value()}"
+        body = orjson.dumps(payload | {"model": route.upstream_model})
+        timeout = httpx.Timeout(
+            connect=route.connect_timeout_s,
+            read=route.read_timeout_s,
+            write=route.read_timeout_s,
+            pool=route.connect_timeout_s,
+        )
+        request = self.client.build_request(
+            "POST", f"{base}/chat/completions", content=body, headers=headers, timeout=timeout
+        )
+        for attempt in range(route.max_retries + 1):
+            last = attempt == route.max_retries
+            try:
+                response = await self.client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
+                    httpx.ReadError, httpx.WriteError, httpx.PoolTimeout) as exc:  # fmt: skip
+                if last:
+                    return self._unreachable(route, exc)
+                self.metrics.teacher_retries.labels(route.name, "connect").inc()
+                await asyncio.sleep(_backoff(route, attempt, None))
+                continue
+            except httpx.TimeoutException as exc:
+                return self._timed_out(route, exc)
+            if response.status_code in RETRY_STATUSES and not last:
+                retry_after = response.headers.get("retry-after")
+                await response.aclose()
+                self.metrics.teacher_retries.labels(route.name, str(response.status_code)).inc()
+                await asyncio.sleep(_backoff(route, attempt, retry_after))
+                continue
+            return await self._answer(route, response, stream)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _answer(self, route: RouteConfig, response: httpx.Response, stream: bool) -> Upstream:
+        headers = {k: v for k, v in response.headers.items() if _forwarded(k)}
+        headers["content-type"] = response.headers.get("content-type", "application/json")
+        if stream and response.status_code == 200:
+            return Upstream(200, headers, chunks=response.aiter_raw(), close=response.aclose)
+        try:
+            body = await response.aread()
+        except httpx.TimeoutException as exc:
+            return self._timed_out(route, exc)
+        except httpx.HTTPError as exc:
+            return self._unreachable(route, exc)
+        finally:
+            await response.aclose()
+        if response.status_code >= 400:
+            return self._upstream_error(route, response.status_code, body, headers)
+        return Upstream(response.status_code, headers, body=body)
+
+    def _upstream_error(
+        self, route: RouteConfig, status: int, body: bytes, headers: dict[str, str]
+    ) -> Upstream:
+        try:
+            parsed = orjson.loads(body)
+            openai_shaped = isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
+        except orjson.JSONDecodeError:
+            openai_shaped = False
+        if openai_shaped:  # already what an OpenAI client expects: pass it through untouched
+            message = redact(str(parsed["error"].get("message", "")), self.secrets)
+            return Upstream(status, headers, body=body, error=message)
+        snippet = redact(body[:300].decode("utf-8", "replace"), self.secrets)
+        message = f"The teacher of route {route.name} returned HTTP {status}: {snippet}"
+        headers["content-type"] = "application/json"
+        body = error_body(message, "upstream_error", "teacher_error")
+        return Upstream(status, headers, body=body, error=message)
+
+    def _unreachable(self, route: RouteConfig, exc: Exception) -> Upstream:
+        detail = redact(f"{type(exc).__name__}: {exc}", self.secrets)
+        message = f"The teacher of route {route.name} could not be reached ({detail})."
+        body = error_body(message, "upstream_error", "teacher_unreachable")
+        return Upstream(502, {"content-type": "application/json"}, body=body, error=message)
+
+    def _timed_out(self, route: RouteConfig, exc: Exception) -> Upstream:
+        message = (
+            f"The teacher of route {route.name} did not answer within "
+            f"{route.read_timeout_s:g} s ({type(exc).__name__}); raise read_timeout_s if "
+            "answers are legitimately slow."
+        )
+        body = error_body(message, "upstream_error", "teacher_timeout")
+        return Upstream(504, {"content-type": "application/json"}, body=body, error=message)
+
+    # -- every other provider, through litellm ----------------------------------------------
+
+    async def _litellm(self, route: RouteConfig, payload: dict[str, Any], stream: bool) -> Upstream:
+        import litellm
+
+        params = {k: v for k, v in payload.items() if k not in {"model", "stream"}}
+        key = route.teacher_api_key.get_secret_value() if route.teacher_api_key else None
+        try:
+            result = await litellm.acompletion(
+                model=route.teacher,
+                api_base=route.teacher_api_base,
+                api_key=key,
+                stream=stream,
+                timeout=route.read_timeout_s,
+                num_retries=route.max_retries,
+                **params,
+            )
+        except Exception as exc:  # litellm raises its own hierarchy, mapped once here
+            status = int(getattr(exc, "status_code", 502) or 502)
+            message = redact(f"The teacher of route {route.name} failed: {exc}", self.secrets)
+            body = error_body(message, "upstream_error", "teacher_error")
+            return Upstream(status, {"content-type": "application/json"}, body=body, error=message)
+        if not stream:
+            return Upstream(200, {"content-type": "application/json"}, body=_dump(result))
+        return Upstream(200, {"content-type": "text/event-stream"}, chunks=_sse(result))
+
+
+def _dump(model: Any) -> bytes:
+    return orjson.dumps(model.model_dump(exclude_none=True))
+
+
+async def _sse(stream: Any) -> AsyncIterator[bytes]:
+    async for chunk in stream:
+        yield b"data: " + _dump(chunk) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def _forwarded(name: str) -> bool:
+    name = name.lower()
+    return name in FORWARDED_HEADERS or name.startswith("x-ratelimit-")
+
+
+def _backoff(route: RouteConfig, attempt: int, retry_after: str | None) -> float:
+    if retry_after:
+        try:
+            return min(float(retry_after), MAX_RETRY_AFTER_S)
+        except ValueError:
+            pass
+    base = route.retry_backoff_s * (2**attempt)
+    return base * (0.5 + random.random() / 2)  # jitter: spread retries of many clients

@@ -1,0 +1,206 @@
+"""Evaluation against the teacher: greedy generation on the eval split, then task metrics.
+
+Metrics are pure functions of strings so tests can pin them down; `evaluate` runs a model.
+Exact match compares answers after whitespace normalisation and, when both parse as JSON, after
+sorting keys, because key order and spacing are not part of what the teacher meant.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from retrain.examples import prompt_ids, prompt_messages
+
+WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def parse_json(text: str) -> Any:
+    """The JSON value of `text`, or None when it is not a JSON object or array."""
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "[{":
+        return None
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        return None
+
+
+def normalise(text: str) -> str:
+    value = parse_json(text)
+    if value is not None:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, reference: str) -> bool:
+    return normalise(prediction) == normalise(reference)
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """Bag-of-tokens F1 (words and punctuation) between normalised texts."""
+    pred, ref = WORD.findall(normalise(prediction)), WORD.findall(normalise(reference))
+    if not pred and not ref:
+        return 1.0
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def canonical_tool_calls(calls: Any) -> list[tuple[str, str]] | None:
+    """[(name, normalised arguments)] from OpenAI tool_calls or a bare list of {name, arguments}."""
+    if isinstance(calls, dict):
+        calls = calls.get("tool_calls", [calls])
+    if not isinstance(calls, list) or not calls:
+        return None
+    out = []
+    for call in calls:
+        if not isinstance(call, dict):
+            return None
+        fn = call.get("function", call)
+        args = fn.get("arguments", {})
+        if isinstance(args, str):
+            parsed = parse_json(args)
+            args = parsed if parsed is not None else args
+        out.append((str(fn.get("name")), json.dumps(args, sort_keys=True)))
+    return sorted(out)
+
+
+def teacher_tool_calls(answer_json: str | None) -> list[tuple[str, str]] | None:
+    if not answer_json:
+        return None
+    answer = json.loads(answer_json)
+    return canonical_tool_calls(answer.get("tool_calls")) if isinstance(answer, dict) else None
+
+
+@dataclass
+class Scored:
+    prompt: str
+    teacher: str
+    student: str
+    exact: bool
+    f1: float
+
+
+@dataclass
+class EvalReport:
+    metrics: dict[str, float | None]
+    items: list[Scored] = field(default_factory=list)
+
+    def worst(self, n: int = 20) -> list[dict[str, Any]]:
+        """The n worst disagreements (lowest token F1 among non-exact answers)."""
+        wrong = sorted((s for s in self.items if not s.exact), key=lambda s: s.f1)[:n]
+        return [
+            {"prompt": s.prompt, "teacher": s.teacher, "student": s.student, "token_f1": s.f1}
+            for s in wrong
+        ]
+
+
+def score(
+    rows: list[dict[str, Any]], predictions: list[str], latencies_ms: list[float]
+) -> EvalReport:
+    """Metrics of predictions against the rows' teacher answers."""
+    items, json_ok, tool_ok, ratios = [], [], [], []
+    for row, pred in zip(rows, predictions, strict=True):
+        ref = row["answer_text"] or ""
+        items.append(
+            Scored(_last_user(row), ref, pred, exact_match(pred, ref), token_f1(pred, ref))
+        )
+        if parse_json(ref) is not None:
+            json_ok.append(parse_json(pred) is not None)
+        calls = teacher_tool_calls(row.get("answer"))
+        if calls is not None:
+            tool_ok.append(canonical_tool_calls(parse_json(pred)) == calls)
+        ratios.append(len(pred) / max(1, len(ref)))
+    metrics: dict[str, float | None] = {
+        "n": float(len(rows)),
+        "exact_match": _mean([s.exact for s in items]),
+        "token_f1": _mean([s.f1 for s in items]),
+        "json_valid": _mean(json_ok),
+        "tool_call_match": _mean(tool_ok),
+        "length_ratio": _mean(ratios),
+        "latency_p50_ms": _percentile(latencies_ms, 50),
+        "latency_p95_ms": _percentile(latencies_ms, 95),
+    }
+    return EvalReport(metrics, items)
+
+
+def _last_user(row: dict[str, Any]) -> str:
+    messages = prompt_messages(row)
+    users = [m for m in messages if m.get("role") == "user"]
+    content = (users or messages or [{"content": ""}])[-1].get("content")
+    return content if isinstance(content, str) else json.dumps(content)
+
+
+def _mean(values: list[Any]) -> float | None:
+    return float(sum(values)) / len(values) if values else None
+
+
+def _percentile(values: list[float], q: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+@torch.no_grad()
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int = 32,
+) -> list[str]:
+    """Greedy answers for prompt token ids, batched with left padding."""
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    answers: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        for row in out[:, width:]:
+            answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    return answers
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    max_new_tokens: int,
+    latency_samples: int,
+) -> EvalReport:
+    """Generate for every eval row, score it, and time `latency_samples` requests one by one."""
+    prompts = [prompt_ids(tokenizer, row) for row in rows]
+    longest = max((len(tokenizer(r["answer_text"] or "")["input_ids"]) for r in rows), default=8)
+    # Room for a somewhat longer answer than the teacher's, without letting a babbling
+    # untrained base run to the global limit on every row.
+    budget = min(max_new_tokens, int(longest * 1.5) + 8)
+    predictions = generate(model, tokenizer, prompts, budget)
+    latencies = []
+    for prompt in prompts[:latency_samples]:
+        started = time.perf_counter()
+        generate(model, tokenizer, [prompt], budget, batch_size=1)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return score(rows, predictions, latencies)

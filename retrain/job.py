@@ -1,0 +1,300 @@
+"""The retrain job: one dataset version in, one registered (candidate or rejected) student out.
+
+Steps: pick the dataset, get the base (building the route's tiny base on first use), evaluate
+the untrained base and the current student on the eval split, warm-start from the current
+adapter with a replay share of its dataset, train, evaluate, gate, and publish the student
+folder in one rename.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from apprentice.config import RouteConfig
+from curation.dataset import dataset_versions
+from retrain import examples as ex
+from retrain import models, registry
+from retrain.evaluation import EvalReport, evaluate
+from retrain.gate import check_gate
+from retrain.report import metrics_table, plot_training
+from retrain.schedule import route_lock
+from retrain.settings import RetrainSettings
+from retrain.tiny_base import build_tiny_base
+from retrain.train import TrainResult, set_seed, train
+
+log = logging.getLogger("retrain")
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    route: str
+    version: int
+    path: Path
+    status: str  # "candidate" or "rejected"
+    passed: bool
+    reasons: list[str]  # why the gate refused it; empty when it passed
+    dataset_version: int
+    metrics: dict[str, Any]  # the student's eval metrics
+    base_metrics: dict[str, Any]  # the untrained base's, the floor
+    current_metrics: dict[str, Any] | None  # the incumbent's on the same eval split
+    train_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Start:
+    """What the run starts from: the base, and the incumbent it may warm-start from."""
+
+    base_name: str
+    base_path: Path
+    current: registry.StudentInfo | None
+    warm_from: Path | None
+    replay_rows: list[dict[str, Any]]
+
+
+def run_retrain(
+    data_dir: Path,
+    route: RouteConfig,
+    *,
+    dataset_version: int | None = None,
+    base: str | None = None,
+    method: str | None = None,
+    progress: bool = True,
+) -> RetrainResult:
+    """Train, evaluate, gate and register a student for `route` (see the module docstring).
+
+    `base` is "tiny" or a local HF model folder and `method` "lora" or "full"; None takes the
+    route's [routes.retrain] values. Raises RetrainBusy when the route is already retraining,
+    FileNotFoundError when there is no dataset yet.
+    """
+    settings = route.retrain
+    if base is not None or method is not None:
+        update = {"base": base or settings.base, "method": method or settings.method}
+        settings = RetrainSettings.model_validate({**settings.model_dump(), **update})
+    version = dataset_version or _latest_dataset(data_dir, route.name)
+    torch.set_num_threads(settings.num_threads)
+    models.offline()
+    with route_lock(data_dir, route.name):
+        number, staging = registry.allocate(data_dir, route.name)
+        handler = _file_log(staging / "train.log")
+        try:
+            result = _run(data_dir, route.name, settings, version, number, staging, progress)
+        except BaseException:
+            log.exception("retrain of %s failed", route.name)
+            failed = staging.with_name(f".v{number}.failed-{int(time.time())}")
+            staging.rename(failed)
+            raise
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+    return result
+
+
+def _latest_dataset(data_dir: Path, route: str) -> int:
+    versions = dataset_versions(data_dir, route)
+    if not versions:
+        raise FileNotFoundError(
+            f"Route {route!r} has no dataset yet; run `apprentice curate --route {route}` first."
+        )
+    return versions[-1]
+
+
+def _file_log(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def _run(
+    data_dir: Path,
+    route: str,
+    settings: RetrainSettings,
+    dataset_version: int,
+    number: int,
+    staging: Path,
+    progress: bool,
+) -> RetrainResult:
+    set_seed(settings.seed)
+    train_rows = ex.read_split(data_dir, route, dataset_version, "train")
+    eval_rows = ex.read_split(data_dir, route, dataset_version, "eval")
+    log.info("route %s dataset v%d: %d train, %d eval rows", route, dataset_version,
+             len(train_rows), len(eval_rows))
+    start = _starting_point(data_dir, route, settings, train_rows, progress)
+    model, tokenizer = models.load_base(start.base_path)
+    base_report = _evaluate(model, tokenizer, eval_rows, settings)
+    current_report = None
+    if start.current is not None:
+        cur_model, cur_tok = models.load_student(start.current.path)
+        current_report = _evaluate(cur_model, cur_tok, eval_rows, settings)
+        del cur_model
+    model = _trainable(model, settings, start)
+    rows = train_rows + start.replay_rows
+    train_ex = [e for r in rows if (e := ex.build_example(tokenizer, r, settings.max_length))]
+    eval_ex = [e for r in eval_rows if (e := ex.build_example(tokenizer, r, settings.max_length))]
+    result = train(model, tokenizer, train_ex, eval_ex, eval_rows, settings, progress)
+    if settings.method == "lora" and not _has_modules_to_save(model):
+        model.merge_adapter()  # merged weights generate faster; unmerged again before saving
+    report = _evaluate(model, tokenizer, eval_rows, settings)
+    if settings.method == "lora" and not _has_modules_to_save(model):
+        model.unmerge_adapter()
+    current_metrics = current_report.metrics if current_report else None
+    verdict = check_gate(report.metrics, settings.gate, current_metrics, settings.beat_margin)
+    status = registry.CANDIDATE if verdict.passed else registry.REJECTED
+    model.save_pretrained(staging)
+    if settings.method == "full":
+        tokenizer.save_pretrained(staging)
+    reports = {"student": report, "base": base_report, "current": current_report}
+    manifest = _manifest(route, number, status, dataset_version, settings, start, result, reports)
+    manifest["gate"] = {"passed": verdict.passed, "reasons": verdict.reasons}
+    _write_outputs(staging, manifest, reports, result, route, number)
+    path = registry.publish(staging)
+    print(_summary(route, number, status, verdict.reasons, manifest["metrics"]), file=sys.stderr)
+    return RetrainResult(
+        route, number, path, status, verdict.passed, verdict.reasons, dataset_version,
+        report.metrics, base_report.metrics, current_metrics, result.seconds,
+        {"steps": result.steps, "tokens": result.tokens, "replay_rows": len(start.replay_rows)},
+    )
+
+
+def _has_modules_to_save(model: Any) -> bool:
+    # merge_adapter leaves modules_to_save copies active, so merging is safe, but unmerging a
+    # model whose lm_head copy is tied to nothing is a needless risk; skip it then.
+    return bool(getattr(getattr(model, "peft_config", {}).get("default"), "modules_to_save", None))
+
+
+def _evaluate(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], settings: RetrainSettings
+) -> EvalReport:
+    return evaluate(model, tokenizer, rows, settings.max_new_tokens, settings.latency_samples)
+
+
+def _starting_point(
+    data_dir: Path,
+    route: str,
+    settings: RetrainSettings,
+    train_rows: list[dict[str, Any]],
+    progress: bool,
+) -> _Start:
+    if settings.base == "tiny":
+        base_path = registry.base_dir(data_dir, route)
+        if not base_path.exists():
+            build_tiny_base(base_path, train_rows, settings, progress)
+    else:
+        base_path = Path(settings.base).expanduser().resolve()
+    current = registry.current_student(data_dir, route)
+    warm_from, replay = None, []
+    if current is not None and settings.warm_start:
+        manifest = registry.read_manifest(current.path)
+        same_base = Path(manifest["base_path"]).resolve() == base_path.resolve()
+        if same_base and manifest["method"] == settings.method:
+            warm_from = current.path
+            replay = _replay(data_dir, route, manifest, train_rows, settings)
+    return _Start(settings.base, base_path, current, warm_from, replay)
+
+
+def _replay(
+    data_dir: Path,
+    route: str,
+    manifest: dict[str, Any],
+    train_rows: list[dict[str, Any]],
+    settings: RetrainSettings,
+) -> list[dict[str, Any]]:
+    """A seeded sample of the previous dataset's rows not already in the new one."""
+    previous = manifest.get("dataset_version")
+    if previous is None or settings.replay_fraction == 0:
+        return []
+    try:
+        old = ex.read_split(data_dir, route, int(previous), "train")
+    except FileNotFoundError:
+        log.warning("replay skipped: dataset v%s of %s is gone", previous, route)
+        return []
+    seen = {r["request_id"] for r in train_rows}
+    old = [r for r in old if r["request_id"] not in seen]
+    k = min(len(old), int(len(train_rows) * settings.replay_fraction))
+    return random.Random(settings.seed).sample(old, k)
+
+
+def _trainable(model: Any, settings: RetrainSettings, start: _Start) -> Any:
+    is_tiny = settings.base == "tiny"
+    if settings.method == "full":
+        if start.warm_from is not None:
+            model, _ = models.load_base(start.warm_from)
+        model.requires_grad_(True)
+        return model
+    if start.warm_from is not None:
+        return models.with_adapter(model, start.warm_from, trainable=True)
+    return models.with_lora(model, settings, is_tiny)
+
+
+def _manifest(
+    route: str,
+    number: int,
+    status: str,
+    dataset_version: int,
+    settings: RetrainSettings,
+    start: _Start,
+    result: TrainResult,
+    reports: dict[str, EvalReport | None],
+) -> dict[str, Any]:
+    import peft
+    import transformers
+
+    return {
+        "version": number,
+        "route": route,
+        "status": status,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "base": start.base_name,
+        "base_path": str(start.base_path),
+        "tokenizer": str(start.base_path if settings.method == "lora" else "."),
+        "method": settings.method,
+        "dataset_version": dataset_version,
+        "seed": settings.seed,
+        "config": settings.model_dump(),
+        "training": {"steps": result.steps, "seconds": round(result.seconds, 2),
+                     "tokens": result.tokens, "final_loss": result.final_loss},
+        "metrics": {k: (r.metrics if r else None) for k, r in reports.items()},
+        "warm_start_from": str(start.warm_from) if start.warm_from else None,
+        "replay_rows": len(start.replay_rows),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__},
+    }
+
+
+def _write_outputs(
+    staging: Path,
+    manifest: dict[str, Any],
+    reports: dict[str, EvalReport | None],
+    result: TrainResult,
+    route: str,
+    number: int,
+) -> None:
+    student = reports["student"]
+    assert student is not None
+    registry.write_json(
+        staging / "eval.json",
+        {"metrics": manifest["metrics"], "gate": manifest["gate"], "worst": student.worst(20)},
+    )
+    registry.write_json(staging / "history.json", result.history)
+    plot_training(result.history, staging / "training.png", f"{route} v{number}")
+    registry.write_json(staging / "manifest.json", manifest)
+
+
+def _summary(
+    route: str, number: int, status: str, reasons: list[str], metrics: dict[str, Any]
+) -> str:
+    head = f"student {route} v{number}: {status}"
+    if reasons:
+        head += " (" + "; ".join(reasons) + ")"
+    return head + "\n" + metrics_table(metrics)

@@ -1,0 +1,58 @@
+"""What a run shows a person: the training plot and the metrics table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ROWS = [
+    ("exact_match", "exact match", "{:.3f}"),
+    ("token_f1", "token F1", "{:.3f}"),
+    ("json_valid", "JSON valid", "{:.3f}"),
+    ("tool_call_match", "tool-call match", "{:.3f}"),
+    ("length_ratio", "length ratio", "{:.2f}"),
+    ("latency_p50_ms", "latency p50 ms", "{:.1f}"),
+    ("latency_p95_ms", "latency p95 ms", "{:.1f}"),
+]
+
+
+def plot_training(history: list[dict[str, float]], path: Path, title: str) -> None:
+    """training.png: train and eval loss (left axis) and eval exact match (right) per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    def series(key: str) -> tuple[list[float], list[float]]:
+        points = [(h["step"], h[key]) for h in history if key in h]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(*series("train_loss"), label="train loss", color="tab:blue", linewidth=1)
+    ax.plot(*series("eval_loss"), "o-", label="eval loss", color="tab:orange")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss per answer token")
+    ax.set_yscale("log")
+    right = ax.twinx()
+    right.plot(*series("eval_exact_match"), "s-", label="eval exact match", color="tab:green")
+    right.set_ylim(0, 1.02)
+    right.set_ylabel("exact match")
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="center right")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def metrics_table(columns: dict[str, dict[str, Any] | None]) -> str:
+    """A plain-text table: one row per metric, one column per model (student, base, ...)."""
+    names = [name for name, m in columns.items() if m is not None]
+    lines = ["metric".ljust(18) + "".join(n.rjust(12) for n in names)]
+    for key, label, fmt in ROWS:
+        cells = []
+        for name in names:
+            value = (columns[name] or {}).get(key)
+            cells.append(("-" if value is None else fmt.format(value)).rjust(12))
+        lines.append(label.ljust(18) + "".join(cells))
+    return "\n".join(lines)

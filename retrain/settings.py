@@ -1,0 +1,134 @@
+"""Per-route settings of the retrain job and its schedule (issue 4); a section of each [[routes]] entry.
+
+Defaults come from measurements on the tiny base (see ../shared/FINDINGS.md): LoRA r=8 on all
+linear layers of a briefly pretrained 2-layer base reaches ~99% exact match on a 10-intent JSON
+task in well under a minute of one CPU thread.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Gate metrics where a smaller value is better; the threshold is a maximum for these.
+LOWER_IS_BETTER = frozenset({"latency_p50_ms", "latency_p95_ms"})
+GATE_METRICS = frozenset(
+    {"exact_match", "token_f1", "json_valid", "tool_call_match", "length_ratio"} | LOWER_IS_BETTER
+)
+
+
+class RetrainSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- schedule -------------------------------------------------------------------------
+    schedule: bool = Field(
+        True, description="Let `apprentice serve` curate and retrain this route on its own."
+    )
+    min_new_rows: int = Field(
+        500, ge=1, description="Retrain once this many rows were sealed since the last dataset."
+    )
+    every_hours: float | None = Field(
+        24.0,
+        gt=0,
+        description="Also retrain this often when any new row was sealed (null: rows only).",
+    )
+
+    # --- base and method ------------------------------------------------------------------
+    base: str = Field(
+        "tiny", description="`tiny` (built per route) or the path of a local HF causal-LM dir."
+    )
+    method: Literal["lora", "full"] = Field(
+        "lora", description="LoRA adapter (default) or full fine-tuning (sensible for `tiny`)."
+    )
+    tiny_hidden_size: int = Field(128, ge=16, le=1024, description="Tiny base hidden size.")
+    tiny_layers: int = Field(2, ge=1, le=12, description="Tiny base decoder layers.")
+    tiny_vocab_size: int = Field(
+        1024, ge=300, le=65536, description="Tiny tokenizer vocabulary (BPE on the route's text)."
+    )
+    pretrain_steps: int = Field(
+        300, ge=0, description="Causal-LM steps on the route's unlabeled text for the tiny base."
+    )
+    pretrain_lr: float = Field(3e-3, gt=0, description="Learning rate of tiny-base pretraining.")
+
+    # --- LoRA -----------------------------------------------------------------------------
+    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank.")
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+        + ["gate_proj", "up_proj", "down_proj"],
+        description="Linear layers that get adapters (Llama names).",
+    )
+    lora_modules_to_save: list[str] | None = Field(
+        None,
+        description="Modules trained in full beside the adapter. null: ['lm_head'] on `tiny` "
+        "(measured: sharper output distributions), none on other bases.",
+    )
+
+    # --- optimisation ---------------------------------------------------------------------
+    max_steps: int = Field(600, ge=1, description="Optimiser steps (cosine schedule over them).")
+    max_seconds: float | None = Field(
+        None, gt=0, description="Stop training after this many seconds even before max_steps."
+    )
+    batch_size: int = Field(32, ge=1, description="Sequences per optimiser step.")
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate; null: 5e-3 for LoRA, 3e-3 for full."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup_steps: int = Field(20, ge=0, description="Linear warm-up steps.")
+    max_length: int = Field(512, ge=16, description="Longest training sequence in tokens.")
+    seed: int = Field(0, description="Seed for data order, initialisation and sampling.")
+    num_threads: int = Field(
+        1, ge=1, description="torch CPU threads; more than the free cores is slower (measured)."
+    )
+
+    # --- distillation ---------------------------------------------------------------------
+    distill_alpha: float = Field(
+        0.5, ge=0, le=1, description="Weight of the soft-target KL term when logprobs exist."
+    )
+    distill_temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KL term.")
+    replay_fraction: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Rows of the previous dataset mixed in on warm start, as a share of new rows.",
+    )
+    warm_start: bool = Field(True, description="Start from the route's current adapter if any.")
+
+    # --- evaluation and gate --------------------------------------------------------------
+    eval_every: int = Field(100, ge=1, description="Steps between eval-loss/exact-match points.")
+    eval_sample: int = Field(
+        64, ge=1, description="Eval prompts generated at each training eval point (for the plot)."
+    )
+    max_new_tokens: int = Field(256, ge=1, description="Longest generated answer at evaluation.")
+    latency_samples: int = Field(
+        32, ge=1, description="Eval prompts generated one at a time to measure latency."
+    )
+    gate: dict[str, float] = Field(
+        default_factory=lambda: {"exact_match": 0.9},
+        description="Metric thresholds a candidate must pass (latency_* are maxima, others minima).",
+    )
+    beat_margin: float = Field(
+        0.0,
+        description="A candidate's exact match must be >= the current student's plus this margin.",
+    )
+
+    @field_validator("gate")
+    @classmethod
+    def _known_gate_metrics(cls, gate: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(gate) - GATE_METRICS)
+        if unknown:
+            raise ValueError(f"unknown gate metric(s) {unknown}; known: {sorted(GATE_METRICS)}")
+        return gate
+
+    @model_validator(mode="after")
+    def _warmup_within_steps(self) -> RetrainSettings:
+        if self.warmup_steps >= self.max_steps:
+            raise ValueError("warmup_steps must be smaller than max_steps")
+        return self
+
+    def peak_lr(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 5e-3 if self.method == "lora" else 3e-3
