@@ -7,7 +7,7 @@ works whether or not `serve` is running: they read sealed segments.
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Path to apprentice.toml.", show_default=True)
@@ -76,7 +76,7 @@ def stats(config: ConfigOption = Path("apprentice.toml"), as_json: JsonOption = 
         console.print(render_stats(result))
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     openai_jsonl = "openai-jsonl"
 
 

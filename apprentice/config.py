@@ -202,12 +202,15 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         if len(parts) == 1 and parts[0] in Config.model_fields and parts[0] != "routes":
             out[parts[0]] = value
-        elif len(parts) == 2 and parts[0] in sections:
-            if parts[1] in sections[parts[0]].model_fields:
-                section = out.setdefault(parts[0], {})
-                if isinstance(section, dict):
-                    section[parts[1]] = _env_value(value)
+        elif len(parts) == 2 and parts[1] in _fields(sections.get(parts[0])):
+            section = out.setdefault(parts[0], {})
+            if isinstance(section, dict):
+                section[parts[1]] = _env_value(value)
     return out
+
+
+def _fields(section: type[BaseModel] | None) -> set[str]:
+    return set() if section is None else set(section.model_fields)
 
 
 def _env_value(value: str) -> Any:
@@ -217,7 +220,9 @@ def _env_value(value: str) -> Any:
 
 
 def _one_sentence(exc: ValidationError, source: str) -> str:
-    err = exc.errors()[0]
+    # An unknown key usually explains the other errors (a typo leaves a field missing).
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
     key = _dotted(err["loc"])
     if err["type"] == "extra_forbidden":
         return f"Config error in {source}: unknown key {key!r}."

@@ -228,10 +228,30 @@ class Logbook:
                 log.warning("spill: ignoring unknown file %s", path)
                 continue
             rows = [_revive(table, orjson.loads(line)) for line in path.read_bytes().splitlines()]
-            self._insert({table: rows} | {t: [] for t in TABLE_COLUMNS if t != table})
-            self.metrics.capture_replayed.inc(len(rows))
+            try:
+                self._insert({table: rows})
+                replayed = len(rows)
+            except Exception:  # a bad row must not hold back the good ones, nor be dropped
+                replayed = self._replay_one_by_one(table, rows, path)
+            self.metrics.capture_replayed.inc(replayed)
             path.unlink()
-            log.info("spill: replayed %d %s rows from %s", len(rows), table, path.name)
+            log.info("spill: replayed %d %s rows from %s", replayed, table, path.name)
+
+    def _replay_one_by_one(self, table: str, rows: list[dict[str, Any]], path: Path) -> int:
+        rejected = []
+        for row in rows:
+            try:
+                self._insert({table: [row]})
+            except Exception:
+                rejected.append(row)
+        if rejected:
+            kept = self.spill_dir / "rejected" / path.name
+            kept.parent.mkdir(exist_ok=True)
+            kept.write_bytes(
+                b"".join(orjson.dumps(r, default=_json_default) + b"\n" for r in rejected)
+            )
+            log.error("spill: %d rows cannot be written; kept in %s", len(rejected), kept)
+        return len(rows) - len(rejected)
 
     # -- sealing and reads -------------------------------------------------------------------
 

@@ -49,8 +49,7 @@ def seal_table(con: duckdb.DuckDBPyConnection, data_dir: Path, table: str) -> li
     """Seal every committed row of `table`; return the segments written."""
     day_of = f"CAST({TIME_COLUMN[table]} AS DATE)"
     groups = con.execute(
-        f"SELECT route, {day_of}, min(seq), max(seq), count(*) FROM {table} "
-        f"GROUP BY ALL ORDER BY 3"
+        f"SELECT route, {day_of}, min(seq), max(seq), count(*) FROM {table} GROUP BY ALL ORDER BY 3"
     ).fetchall()
     cols = ", ".join(["seq", *(c.name for c in TABLE_COLUMNS[table])])
     sealed = []

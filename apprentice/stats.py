@@ -62,9 +62,13 @@ def render_stats(stats: dict[str, Any]) -> Group:
     for r in stats["by_route"]:
         tokens = r["prompt_tokens"] + r["completion_tokens"]
         routes.add_row(
-            r["route"], r["served_by"], str(r["rows"]), str(tokens), f"{r['cost_usd']:.4f}",
+            r["route"],
+            r["served_by"],
+            str(r["rows"]),
+            str(tokens),
+            f"{r['cost_usd']:.4f}",
             str(r["errors"]),
-        )  # fmt: skip
+        )
     days = Table(title="by day")
     for col in ("day", "rows", "cost USD"):
         days.add_column(col)

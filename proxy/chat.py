@@ -131,9 +131,7 @@ def parse_chat_request(body: bytes) -> dict[str, Any]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise ApiError(
-            400, "The request body is not valid JSON.", code="invalid_json"
-        ) from None
+        raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     model = payload.get("model")
@@ -145,9 +143,8 @@ def parse_chat_request(body: bytes) -> dict[str, Any]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise _invalid(f"messages[{i}]", f"messages[{i}] must be an object with a 'role'.")
-    if "stream" in payload and payload["stream"] is not None:
-        if not isinstance(payload["stream"], bool):
-            raise _invalid("stream", "'stream' must be a boolean.")
+    if payload.get("stream") is not None and not isinstance(payload["stream"], bool):
+        raise _invalid("stream", "'stream' must be a boolean.")
     n = payload.get("n")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise _invalid("n", "'n' must be a positive integer.")

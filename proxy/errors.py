@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -33,7 +34,9 @@ class ApiError(Exception):
         return error_body(self.message, self.type, self.code, self.param)
 
 
-def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> bytes:
+def error_body(
+    message: str, type_: str, code: str | None = None, param: str | None = None
+) -> bytes:
     return orjson.dumps(
         {"error": {"message": message, "type": type_, "param": param, "code": code}}
     )
@@ -68,7 +71,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
     """FastAPI body validation errors (admin and feedback endpoints), as one 422 sentence."""
-    errors = getattr(exc, "errors", lambda: [])()
+    errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
     if errors:
         first = errors[0]
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")

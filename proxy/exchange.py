@@ -173,7 +173,9 @@ def prompt_fingerprint(messages: Any) -> str | None:
     if not isinstance(messages, list):
         return None
     system = [
-        m.get("content") for m in messages if isinstance(m, dict) and m.get("role") in {"system", "developer"}
+        m.get("content")
+        for m in messages
+        if isinstance(m, dict) and m.get("role") in {"system", "developer"}
     ]
     return hashlib.sha256(orjson.dumps(system)).hexdigest()[:16]
 

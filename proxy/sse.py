@@ -19,7 +19,8 @@ def iter_event_data(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """The `data:` payload of each event in a byte stream split at arbitrary points."""
     buffer = b""
     for chunk in chunks:
-        buffer += chunk.replace(b"\r\n", b"\n")
+        # Normalise CRLF on the whole buffer: a chunk may end between \r and \n.
+        buffer = (buffer + chunk).replace(b"\r\n", b"\n")
         while b"\n\n" in buffer:
             event, buffer = buffer.split(b"\n\n", 1)
             data = _event_data(event)

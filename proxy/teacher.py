@@ -196,5 +196,5 @@ def _backoff(route: RouteConfig, attempt: int, retry_after: str | None) -> float
             return min(float(retry_after), MAX_RETRY_AFTER_S)
         except ValueError:
             pass
-    base = route.retry_backoff_s * (2**attempt)
+    base: float = route.retry_backoff_s * (2**attempt)
     return base * (0.5 + random.random() / 2)  # jitter: spread retries of many clients

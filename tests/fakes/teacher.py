@@ -21,6 +21,11 @@ from typing import Any
 import orjson
 
 
+def reader_closed(w: asyncio.StreamWriter) -> bool:
+    transport = w.transport
+    return bool(getattr(transport, "_conn_lost", 0))
+
+
 @dataclass
 class Failure:
     """What to do instead of answering one request."""
@@ -50,6 +55,7 @@ class FakeTeacher:
     failures: deque[Failure] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     answer: Any = None  # optional callable(request_body) -> str content
+    streams_aborted: int = 0  # streams the other side closed before the end
 
     def __post_init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -135,8 +141,14 @@ class FakeTeacher:
                 return False
             extra = {"retry-after": str(failure.retry_after)} if failure.retry_after else {}
             body = failure.body or orjson.dumps(
-                {"error": {"message": f"fake failure {failure.status}", "type": "server_error",
-                           "param": None, "code": None}}  # fmt: skip
+                {
+                    "error": {
+                        "message": f"fake failure {failure.status}",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
             )
             await self._send(w, failure.status, body, extra)
             return True
@@ -168,13 +180,19 @@ class FakeTeacher:
             b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in self.chunks(payload)
         )
         events += b"data: [DONE]\n\n"
-        for piece in self._split(events):
-            w.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        try:
+            for piece in self._split(events):
+                w.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                await w.drain()
+                if self.chunk_delay_s:
+                    await asyncio.sleep(self.chunk_delay_s)
+                if w.is_closing() or reader_closed(w):
+                    raise ConnectionResetError
+            w.write(b"0\r\n\r\n")
             await w.drain()
-            if self.chunk_delay_s:
-                await asyncio.sleep(self.chunk_delay_s)
-        w.write(b"0\r\n\r\n")
-        await w.drain()
+        except ConnectionError:
+            self.streams_aborted += 1
+            raise
 
     def _split(self, data: bytes) -> list[bytes]:
         if self.split_seed is None:
@@ -193,7 +211,7 @@ class FakeTeacher:
             return str(self.answer(payload))
         last = payload["messages"][-1]["content"]
         if isinstance(last, list):
-            last = " ".join(p.get("text", "") for p in last if isinstance(p, dict))
+            last = " ".join(p["text"] for p in last if isinstance(p, dict) and p.get("text"))
         fmt = payload.get("response_format") or {}
         if fmt.get("type") in ("json_object", "json_schema"):
             return json.dumps({"echo": last})
@@ -204,8 +222,11 @@ class FakeTeacher:
         if not tools or "weather" not in json.dumps(payload["messages"][-1]):
             return None
         name = tools[0]["function"]["name"]
-        return {"id": "call_1", "type": "function",
-                "function": {"name": name, "arguments": json.dumps({"city": "Paris"})}}  # fmt: skip
+        return {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps({"city": "Paris"})},
+        }
 
     def completion(self, payload: dict[str, Any]) -> dict[str, Any]:
         n = int(payload.get("n") or 1)
@@ -231,8 +252,11 @@ class FakeTeacher:
             "created": int(time.time()),
             "model": self.model,
             "choices": choices,
-            "usage": {"prompt_tokens": 11, "completion_tokens": len(words) * n,
-                      "total_tokens": 11 + len(words) * n},  # fmt: skip
+            "usage": {
+                "prompt_tokens": 11,
+                "completion_tokens": len(words) * n,
+                "total_tokens": 11 + len(words) * n,
+            },
         }
 
     def logprobs(self, content: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -246,17 +270,25 @@ class FakeTeacher:
 
     def chunks(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         full = self.completion(payload)
-        base = {k: full[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+        base = {k: full[k] for k in ("id", "created", "model")} | {
+            "object": "chat.completion.chunk"
+        }
         out = []
         for choice in full["choices"]:
             i, message = choice["index"], choice["message"]
-            out.append(base | {"choices": [{"index": i, "delta": {"role": "assistant"},
-                                             "finish_reason": None}]})  # fmt: skip
+            out.append(
+                base
+                | {"choices": [{"index": i, "delta": {"role": "assistant"}, "finish_reason": None}]}
+            )
             if message.get("tool_calls"):
                 call = message["tool_calls"][0]
                 args = call["function"]["arguments"]
-                first = {"index": 0, "id": call["id"], "type": "function",
-                         "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+                first = {
+                    "index": 0,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""},
+                }
                 out.append(base | {"choices": [{"index": i, "delta": {"tool_calls": [first]}}]})
                 for part in (args[: len(args) // 2], args[len(args) // 2 :]):
                     delta = {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}
@@ -265,13 +297,18 @@ class FakeTeacher:
                 words = message["content"].split(" ")
                 for j, word in enumerate(words):
                     piece = word if j == 0 else " " + word
-                    c: dict[str, Any] = {"index": i, "delta": {"content": piece},
-                                         "finish_reason": None}  # fmt: skip
+                    c: dict[str, Any] = {
+                        "index": i,
+                        "delta": {"content": piece},
+                        "finish_reason": None,
+                    }
                     if choice.get("logprobs"):
                         c["logprobs"] = {"content": [choice["logprobs"]["content"][j]]}
                     out.append(base | {"choices": [c]})
-            out.append(base | {"choices": [{"index": i, "delta": {},
-                                             "finish_reason": choice["finish_reason"]}]})  # fmt: skip
+            out.append(
+                base
+                | {"choices": [{"index": i, "delta": {}, "finish_reason": choice["finish_reason"]}]}
+            )
         if (payload.get("stream_options") or {}).get("include_usage"):
             out.append(base | {"choices": [], "usage": full["usage"]})
         return out

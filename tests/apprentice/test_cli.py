@@ -1,0 +1,66 @@
+"""`apprentice stats` and `apprentice export` read sealed segments written by the real proxy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import openai
+import pytest
+from typer.testing import CliRunner
+
+from apprentice.cli import app
+from tests.conftest import CLIENT_KEY, RunningProxy, proxy_config
+from tests.fakes.teacher import Failure, FakeTeacher
+from tests.proxy.test_chat import client
+
+
+def write_toml(path: Path, data_dir: Path) -> Path:
+    path.write_text(f'data_dir = "{data_dir}"\n[[routes]]\nname = "triage"\nteacher = "openai/x"\n')
+    return path
+
+
+def test_stats_and_export_after_traffic(tmp_path: Path, teacher: FakeTeacher) -> None:
+    data_dir = tmp_path / "data"
+    with RunningProxy(proxy_config(data_dir, teacher)) as proxy:
+        c = client(proxy)
+        for i in range(3):
+            c.chat.completions.create(
+                model="triage", messages=[{"role": "user", "content": f"q{i}"}]
+            )
+        teacher.fail_next(*[Failure(500)] * 3)
+        with pytest.raises(openai.InternalServerError):
+            c.chat.completions.create(model="triage", messages=[{"role": "user", "content": "x"}])
+    toml = write_toml(tmp_path / "a.toml", data_dir)
+    runner = CliRunner()
+    result = runner.invoke(app, ["stats", "--config", str(toml), "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["total"]["rows"] == 4 and stats["total"]["errors"] == 1
+    assert stats["by_route"][0]["route"] == "triage"
+    assert stats["total"]["cost_usd"] > 0
+    table = runner.invoke(app, ["stats", "--config", str(toml)])
+    assert table.exit_code == 0 and "triage" in table.stdout
+    out = tmp_path / "ft.jsonl"
+    exported = runner.invoke(
+        app, ["export", "--route", "triage", "--config", str(toml), "-o", str(out)]
+    )
+    assert exported.exit_code == 0, exported.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 3  # the failed call is not a training pair
+    assert lines[0]["messages"] == [
+        {"role": "user", "content": "q0"},
+        {"role": "assistant", "content": "echo: q0"},
+    ]
+    assert CLIENT_KEY not in out.read_text()
+
+
+def test_bad_config_and_unknown_route_exit_nonzero_with_one_sentence(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(app, ["stats", "--config", str(tmp_path / "none.toml")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    toml = write_toml(tmp_path / "a.toml", tmp_path / "d")
+    unknown = runner.invoke(app, ["export", "--route", "nope", "--config", str(toml)])
+    assert unknown.exit_code == 2 and "Unknown route 'nope'" in unknown.output
+    empty = runner.invoke(app, ["stats", "--config", str(toml), "--json"])
+    assert empty.exit_code == 0 and json.loads(empty.stdout)["total"]["rows"] == 0

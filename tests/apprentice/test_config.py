@@ -1,0 +1,73 @@
+"""Config: validated at start, one clear sentence naming the key when something is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from apprentice.config import ConfigError, config_from_dict, load_config
+
+ROUTE = {"name": "r", "teacher": "openai/gpt-4o-mini", "teacher_api_key": "env:OPENAI_KEY"}
+
+
+def test_example_config_documents_a_valid_file() -> None:
+    env = {"APPRENTICE_API_KEY": "sk-c1", "APPRENTICE_ADMIN_TOKEN": "a", "OPENAI_API_KEY": "o"}
+    config = load_config(Path(__file__).parents[2] / "apprentice.example.toml", env)
+    assert config.routes[0].name == "support-triage"
+    assert config.routes[0].passthrough
+    assert config.server.api_keys[0].get_secret_value() == "sk-c1"
+    assert "sk-c1" not in repr(config) + str(config)  # secrets never print
+
+
+def test_unknown_key_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'routes\[0\].tecaher'"):
+        config_from_dict({"routes": [{"name": "r", "tecaher": "x"}]}, {})
+    with pytest.raises(ConfigError, match=r"unknown key 'server\.prot'"):
+        config_from_dict({"server": {"prot": 1}}, {})
+
+
+def test_missing_secret_names_key_and_variable_but_no_value() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"routes": [ROUTE]}, {})
+    assert str(err.value) == (
+        "Config key routes[0].teacher_api_key reads the environment variable OPENAI_KEY, "
+        "which is not set."
+    )
+
+
+def test_env_overrides_and_bad_values() -> None:
+    env = {"OPENAI_KEY": "sk", "APPRENTICE_SERVER__PORT": "9123", "APPRENTICE_API_KEY": "x"}
+    config = config_from_dict({"routes": [ROUTE]}, env)
+    assert config.server.port == 9123  # APPRENTICE_API_KEY is not a field: ignored
+    with pytest.raises(ConfigError, match=r"server\.port"):
+        config_from_dict({"server": {"port": 70000}}, {})
+    with pytest.raises(ConfigError, match=r"appears twice"):
+        config_from_dict({"routes": [ROUTE, ROUTE]}, env)
+    with pytest.raises(ConfigError, match=r"folders"):
+        config_from_dict({"routes": [ROUTE | {"name": "a/b"}]}, env)
+    with pytest.raises(ConfigError, match=r"routes\[0\].teacher is required"):
+        config_from_dict({"routes": [{"name": "r"}]}, env)
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("data_dir = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_relative_data_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text('data_dir = "data"\n')
+    assert load_config(path, {}).data_dir == tmp_path / "data"
+
+
+def test_litellm_routes_are_not_passthrough() -> None:
+    config = config_from_dict(
+        {"routes": [{"name": "c", "teacher": "anthropic/claude-3-5-haiku"}]}, {}
+    )
+    assert not config.routes[0].passthrough
+    assert config.routes[0].upstream_model == "claude-3-5-haiku"

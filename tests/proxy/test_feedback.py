@@ -1,0 +1,78 @@
+"""POST /v1/feedback: recorded for logged requests, 404 for unknown ids, 422 for bad fields."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from apprentice.segments import open_segments
+from tests.conftest import CLIENT_KEY, RunningProxy
+from tests.proxy.test_chat import client
+
+AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
+
+
+def test_feedback_is_recorded_even_before_the_row_is_committed(proxy: RunningProxy) -> None:
+    raw = client(proxy).chat.completions.with_raw_response.create(
+        model="triage", messages=[{"role": "user", "content": "rate me"}]
+    )
+    request_id = raw.headers["x-apprentice-request-id"]
+    # Posted at once: the row may still be in the capture queue.
+    response = httpx.post(
+        f"{proxy.base_url}/feedback",
+        json={
+            "request_id": request_id,
+            "score": -1,
+            "label": "wrong",
+            "correction": "the right answer",
+        },
+        headers=AUTH,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["request_id"] == request_id
+    # and once the row is surely committed and sealed
+    httpx.post(f"{proxy.url}/admin/seal", headers={"authorization": "Bearer admin-token-789"})
+    again = httpx.post(
+        f"{proxy.base_url}/feedback", json={"request_id": request_id, "score": 0.5}, headers=AUTH
+    )
+    assert again.status_code == 200
+    proxy.stop()
+    rows = (
+        open_segments(proxy.config.data_dir)
+        .execute("SELECT request_id, route, score, label, correction FROM feedback ORDER BY seq")
+        .fetchall()
+    )
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        (request_id, "triage", -1.0, "wrong"),
+        (request_id, "triage", 0.5, None),
+    ]
+    assert json.loads(rows[0][4]) == {"role": "assistant", "content": "the right answer"}
+
+
+def test_unknown_request_id_is_404(proxy: RunningProxy) -> None:
+    response = httpx.post(
+        f"{proxy.base_url}/feedback", json={"request_id": "req_nope", "score": 1}, headers=AUTH
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "request_not_found"
+
+
+def test_bad_fields_are_422_in_openai_shape(proxy: RunningProxy) -> None:
+    for body in (
+        {"request_id": "req_x", "score": 2},
+        {"request_id": "req_x"},
+        {"request_id": "req_x", "score": "good"},
+        {"request_id": "req_x", "score": 1, "surprise": True},
+    ):
+        response = httpx.post(f"{proxy.base_url}/feedback", json=body, headers=AUTH)
+        assert response.status_code == 422, body
+        error = response.json()["error"]
+        assert error["code"] == "invalid_field" and error["message"].startswith("Invalid field")
+    not_json = httpx.post(f"{proxy.base_url}/feedback", content=b"{", headers=AUTH)
+    assert not_json.status_code == 422
+
+
+def test_feedback_needs_a_client_key(proxy: RunningProxy) -> None:
+    response = httpx.post(f"{proxy.base_url}/feedback", json={"request_id": "r", "score": 1})
+    assert response.status_code == 401
