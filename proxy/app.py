@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -68,10 +68,10 @@ async def _start(config: Config, metrics: Metrics) -> ProxyState:
     admin_token = config.server.admin_token
     if admin_token is not None:
         secrets.append(admin_token.get_secret_value())
-    client = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        timeout=httpx.Timeout(600.0, connect=10.0),
-        follow_redirects=False,
+    client = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
+        auto_decompress=False,
+        skip_auto_headers=("user-agent",),
     )
     logbook = Logbook(config.data_dir, config.logbook, metrics)
     await logbook.open()
@@ -93,7 +93,7 @@ async def _start(config: Config, metrics: Metrics) -> ProxyState:
 
 async def _stop(state: ProxyState) -> None:
     await state.logbook.close()
-    await state.teacher.client.aclose()
+    await state.teacher.client.close()
 
 
 def _import_litellm() -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -74,7 +74,7 @@ class RelayResponse(Response):
                 out = self._rewriter.feed(chunk) if self._rewriter else chunk
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             # The teacher failed mid-stream: tell the client in the stream, as OpenAI does.
             message = f"The teacher's stream broke off: {type(exc).__name__}."
             self.exchange.outcome = "upstream_error"

@@ -1,8 +1,10 @@
 """The teacher upstream: byte pass-through for OpenAI-compatible APIs, litellm for the rest.
 
-Pass-through forwards the request (with the route's model name) over one shared, pooled httpx
+Pass-through forwards the request (with the route's model name) over one shared, pooled HTTP
 client and hands back the response bytes as they arrive, so what the client sees is what the
-teacher sent. Every other provider goes through litellm and is converted to OpenAI's shape.
+teacher sent. The client is aiohttp's: on this path httpx cost 0.9 ms a request sequentially
+and 3.4 ms at 32 concurrent requests (its pool scans every connection per request), aiohttp
+0.2-0.4 ms and 0.1-0.2 ms (measured on loopback against the fake teacher). Every other provider goes through litellm and is converted to OpenAI's shape.
 Both retry with backoff on 429, 5xx and connection errors, but only before the first byte:
 after that a retry could send the client two different answers.
 """
@@ -15,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from apprentice.config import RouteConfig
@@ -47,7 +49,7 @@ class Upstream:
 class Teacher:
     """Calls the routes' teachers; one instance (and one httpx client) per server."""
 
-    def __init__(self, client: httpx.AsyncClient, metrics: Metrics, secrets: list[str]) -> None:
+    def __init__(self, client: aiohttp.ClientSession, metrics: Metrics, secrets: list[str]) -> None:
         self.client = client
         self.metrics = metrics
         self.secrets = secrets
@@ -68,53 +70,55 @@ class Teacher:
         if route.teacher_api_key is not None:
             headers["authorization"] = f"Bearer {route.teacher_api_key.get_secret_value()}"
         body = orjson.dumps(payload | {"model": route.upstream_model})
-        timeout = httpx.Timeout(
-            connect=route.connect_timeout_s,
-            read=route.read_timeout_s,
-            write=route.read_timeout_s,
-            pool=route.connect_timeout_s,
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=route.connect_timeout_s, sock_read=route.read_timeout_s
         )
-        request = self.client.build_request(
-            "POST", f"{base}/chat/completions", content=body, headers=headers, timeout=timeout
-        )
+        url = f"{base}/chat/completions"
         for attempt in range(route.max_retries + 1):
             last = attempt == route.max_retries
             try:
-                response = await self.client.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
-                    httpx.ReadError, httpx.WriteError, httpx.PoolTimeout) as exc:  # fmt: skip
+                response = await self.client.post(
+                    url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+                )
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                if isinstance(exc, aiohttp.ServerTimeoutError) and not isinstance(
+                    exc, aiohttp.ConnectionTimeoutError
+                ):
+                    return self._timed_out(route, exc)
                 if last:
                     return self._unreachable(route, exc)
                 self.metrics.teacher_retries.labels(route.name, "connect").inc()
                 await asyncio.sleep(_backoff(route, attempt, None))
                 continue
-            except httpx.TimeoutException as exc:
+            except TimeoutError as exc:
                 return self._timed_out(route, exc)
-            if response.status_code in RETRY_STATUSES and not last:
+            if response.status in RETRY_STATUSES and not last:
                 retry_after = response.headers.get("retry-after")
-                await response.aclose()
-                self.metrics.teacher_retries.labels(route.name, str(response.status_code)).inc()
+                response.release()
+                self.metrics.teacher_retries.labels(route.name, str(response.status)).inc()
                 await asyncio.sleep(_backoff(route, attempt, retry_after))
                 continue
             return await self._answer(route, response, stream)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _answer(self, route: RouteConfig, response: httpx.Response, stream: bool) -> Upstream:
-        headers = {k: v for k, v in response.headers.items() if _forwarded(k)}
+    async def _answer(
+        self, route: RouteConfig, response: aiohttp.ClientResponse, stream: bool
+    ) -> Upstream:
+        headers = {k.lower(): v for k, v in response.headers.items() if _forwarded(k)}
         headers["content-type"] = response.headers.get("content-type", "application/json")
-        if stream and response.status_code == 200:
-            return Upstream(200, headers, chunks=response.aiter_raw(), close=response.aclose)
+        if stream and response.status == 200:
+            return Upstream(200, headers, chunks=_chunks(response), close=_closer(response))
         try:
-            body = await response.aread()
-        except httpx.TimeoutException as exc:
+            body = await response.read()
+        except TimeoutError as exc:
             return self._timed_out(route, exc)
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             return self._unreachable(route, exc)
         finally:
-            await response.aclose()
-        if response.status_code >= 400:
-            return self._upstream_error(route, response.status_code, body, headers)
-        return Upstream(response.status_code, headers, body=body)
+            response.release()
+        if response.status >= 400:
+            return self._upstream_error(route, response.status, body, headers)
+        return Upstream(response.status, headers, body=body)
 
     def _upstream_error(
         self, route: RouteConfig, status: int, body: bytes, headers: dict[str, str]
@@ -173,6 +177,24 @@ class Teacher:
         if not stream:
             return Upstream(200, {"content-type": "application/json"}, body=_dump(result))
         return Upstream(200, {"content-type": "text/event-stream"}, chunks=_sse(result))
+
+
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body as it arrives (transfer encoding removed, bytes otherwise untouched)."""
+    async for data in response.content.iter_any():
+        yield data
+
+
+def _closer(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        # Closing (not releasing) an unfinished response drops its connection: the teacher
+        # sees the disconnect and stops generating.
+        if not response.content.at_eof():
+            response.close()
+        else:
+            response.release()
+
+    return close
 
 
 def _dump(model: Any) -> bytes:

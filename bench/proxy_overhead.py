@@ -1,0 +1,203 @@
+"""Latency apprentice adds to a teacher call, next to LiteLLM's proxy, in one run.
+
+Three targets answer the same requests, each its own process on loopback: the fake teacher
+directly, `apprentice serve` (capture on), and LiteLLM's proxy (installed by this script into
+bench/.litellm-venv, logging off). Sequential requests go round-robin across the targets so
+machine noise hits all three alike; added latency = target percentile - teacher percentile.
+Then each target gets 32 concurrent clients for a few seconds.
+
+    .venv/bin/python bench/proxy_overhead.py [--requests 2000] [--skip-litellm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.loopback import (  # noqa: E402
+    ROOT,
+    Connection,
+    free_port,
+    percentile,
+    start_fake_teacher,
+    start_process,
+)
+
+LITELLM_VENV = ROOT / "bench" / ".litellm-venv"
+KEY = "sk-bench-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
+
+
+def body(stream: bool, i: int) -> bytes:
+    messages = [
+        {"role": "system", "content": "Classify the support message."},
+        {"role": "user", "content": f"My order {i} arrived broken, what now?"},
+    ]
+    return orjson.dumps({"model": "triage", "messages": messages, "stream": stream})
+
+
+def start_apprentice(teacher_port: int, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    config = workdir / "apprentice.toml"
+    config.write_text(
+        f'data_dir = "{workdir / "data"}"\n[server]\nport = {port}\napi_keys = ["{KEY}"]\n'
+        f'[[routes]]\nname = "triage"\nteacher = "openai/fake-teacher-1"\n'
+        f'teacher_api_base = "http://127.0.0.1:{teacher_port}/v1"\nteacher_api_key = "x"\n'
+        "input_cost_per_mtok = 0.15\noutput_cost_per_mtok = 0.6\n"
+    )
+    args = [str(ROOT / ".venv/bin/apprentice"), "serve", "--config", str(config),
+            "--log-level", "warning"]  # fmt: skip
+    proc = start_process(args, f"http://127.0.0.1:{port}/readyz", log=workdir / "apprentice.log")
+    return proc, port
+
+
+def ensure_litellm() -> Path:
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists():
+        print("installing litellm[proxy] into bench/.litellm-venv (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run(
+            [str(LITELLM_VENV / "bin/pip"), "install", "-q", "litellm[proxy]"], check=True
+        )
+    return binary
+
+
+def start_litellm(teacher_port: int, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    config = workdir / "litellm.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: triage\n    litellm_params:\n"
+        f"      model: openai/fake-teacher-1\n      api_base: http://127.0.0.1:{teacher_port}/v1\n"
+        "      api_key: x\n"
+        "litellm_settings:\n  turn_off_message_logging: true\n  set_verbose: false\n"
+        "  telemetry: false\n"
+        "general_settings:\n  disable_spend_logs: true\n  disable_error_logs: true\n"
+        f"  master_key: {KEY}\n"
+    )
+    args = [str(ensure_litellm()), "--config", str(config), "--port", str(port),
+            "--num_workers", "1", "--telemetry", "False"]  # fmt: skip
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    proc = start_process(
+        args, f"http://127.0.0.1:{port}/health/liveliness", env=env,
+        log=workdir / "litellm.log", timeout=180,
+    )  # fmt: skip
+    return proc, port
+
+
+async def sequential(targets: dict[str, int], n: int, stream: bool) -> dict[str, list[float]]:
+    conns = {name: Connection("127.0.0.1", port) for name, port in targets.items()}
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    headers = {"authorization": f"Bearer {KEY}"}
+    for i in range(n + 100):  # the first 100 rounds warm up connections and caches
+        for name, conn in conns.items():
+            t0 = time.perf_counter()
+            status, data = await conn.post("/v1/chat/completions", body(stream, i), headers)
+            elapsed = time.perf_counter() - t0
+            assert status == 200 and (b"[DONE]" in data if stream else b"choices" in data), data
+            if i >= 100:
+                times[name].append(elapsed * 1000)
+    for conn in conns.values():
+        conn.close()
+    return times
+
+
+async def throughput(port: int, clients: int, seconds: float) -> float:
+    headers = {"authorization": f"Bearer {KEY}"}
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal done
+        conn = Connection("127.0.0.1", port)
+        i = 0
+        while time.perf_counter() < stop:
+            status, _ = await conn.post("/v1/chat/completions", body(False, w * 10**6 + i), headers)
+            assert status == 200
+            done += 1
+            i += 1
+        conn.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(clients)))
+    return done / (time.perf_counter() - t0)
+
+
+def report(seq: dict[bool, dict[str, list[float]]], rps: dict[str, float]) -> list[dict[str, str]]:
+    rows = []
+    for name in seq[False]:
+        row = {"target": name}
+        for stream in (False, True):
+            kind = "stream" if stream else "non-stream"
+            base, mine = seq[stream]["teacher direct"], seq[stream][name]
+            p50, p99 = percentile(mine, 0.5), percentile(mine, 0.99)
+            row[f"{kind} p50 ms"] = f"{p50:.2f}"
+            row[f"{kind} p99 ms"] = f"{p99:.2f}"
+            if name != "teacher direct":
+                row[f"{kind} added p50 ms"] = f"{p50 - percentile(base, 0.5):.2f}"
+                row[f"{kind} added p99 ms"] = f"{p99 - percentile(base, 0.99):.2f}"
+            else:
+                row[f"{kind} added p50 ms"] = row[f"{kind} added p99 ms"] = "-"
+        row["req/s @32"] = f"{rps[name]:.0f}"
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict[str, str]]) -> None:
+    cols = ["target", "non-stream p50 ms", "non-stream added p50 ms", "non-stream added p99 ms",
+            "stream p50 ms", "stream added p50 ms", "stream added p99 ms", "req/s @32"]  # fmt: skip
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join("---" for _ in cols) + "|")
+    for row in rows:
+        print("| " + " | ".join(row[c] for c in cols) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="sequential requests a target")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=8.0, help="throughput run per target")
+    parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        try:
+            teacher_port = free_port()
+            procs.append(start_fake_teacher(teacher_port))
+            apprentice, apprentice_port = start_apprentice(teacher_port, work)
+            procs.append(apprentice)
+            targets = {"teacher direct": teacher_port, "apprentice": apprentice_port}
+            if not args.skip_litellm:
+                litellm, litellm_port = start_litellm(teacher_port, work)
+                procs.append(litellm)
+                targets["litellm proxy"] = litellm_port
+            seq = {s: asyncio.run(sequential(targets, args.requests, s)) for s in (False, True)}
+            rps = {
+                name: asyncio.run(throughput(port, args.clients, args.seconds))
+                for name, port in targets.items()
+            }
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(30)
+        rows = report(seq, rps)
+        print(f"\nproxy overhead: {args.requests} sequential requests a target (after 100 "
+              f"warm-up), {args.clients} concurrent clients for {args.seconds:g} s\n")  # fmt: skip
+        print_table(rows)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
