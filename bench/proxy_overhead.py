@@ -24,7 +24,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.loopback import (  # noqa: E402
+from bench.loopback import (
     ROOT,
     Connection,
     free_port,

@@ -57,6 +57,22 @@ class Accounting:
 
     metrics: Metrics
     pricer: Pricer
+    _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
+
+    def count(self, kind: str, route: str, served: str, amount: float) -> None:
+        """Add to a token or cost counter (label lookups cached: this runs once a row)."""
+        key = (kind, route, served)
+        child = self._children.get(key)
+        if child is None:
+            m = self.metrics
+            if kind in ("prompt", "completion"):
+                child = m.tokens.labels(route, served, kind)
+            elif served == "teacher":
+                child = m.teacher_cost.labels(route)
+            else:
+                child = m.teacher_cost_avoided.labels(route)
+            self._children[key] = child
+        child.inc(amount)
 
 
 @dataclass
@@ -151,20 +167,17 @@ class Exchange:
         return result.response, not result.done
 
     def _account(self, prompt_tokens: int, completion_tokens: int, answered: bool) -> float | None:
-        metrics, route = self.accounting.metrics, self.route
+        accounting, route = self.accounting, self.route
         served = "teacher" if self.served_by == "teacher" else "student"
         if prompt_tokens:
-            metrics.tokens.labels(route, served, "prompt").inc(prompt_tokens)
+            accounting.count("prompt", route, served, prompt_tokens)
         if completion_tokens:
-            metrics.tokens.labels(route, served, "completion").inc(completion_tokens)
+            accounting.count("completion", route, served, completion_tokens)
         if not answered or self.status != 200:
             return None
-        cost = self.accounting.pricer.cost(self.route_config, prompt_tokens, completion_tokens)
+        cost = accounting.pricer.cost(self.route_config, prompt_tokens, completion_tokens)
         if cost is not None:
-            if served == "teacher":
-                metrics.teacher_cost.labels(route).inc(cost)
-            else:
-                metrics.teacher_cost_avoided.labels(route).inc(cost)
+            accounting.count("cost", route, served, cost)
         return cost if served == "teacher" else None
 
 

@@ -16,20 +16,16 @@ DONE = b"[DONE]"
 
 
 def iter_event_data(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The `data:` payload of each event in a byte stream split at arbitrary points."""
-    buffer = b""
-    for chunk in chunks:
-        # Normalise CRLF on the whole buffer: a chunk may end between \r and \n.
-        buffer = (buffer + chunk).replace(b"\r\n", b"\n")
-        while b"\n\n" in buffer:
-            event, buffer = buffer.split(b"\n\n", 1)
-            data = _event_data(event)
-            if data is not None:
-                yield data
-    if buffer.strip():
-        data = _event_data(buffer)
-        if data is not None:
-            yield data
+    """The `data:` payload of each event of a finished byte stream, split at any points."""
+    # Join first: a chunk may end inside an event, or between \r and \n.
+    data = b"".join(chunks).replace(b"\r\n", b"\n")
+    for event in data.split(b"\n\n"):
+        if event.startswith(b"data:") and b"\n" not in event:
+            yield event[5:].lstrip(b" ")  # the common case: one data line
+        elif event.strip():
+            payload = _event_data(event)
+            if payload is not None:
+                yield payload
 
 
 def _event_data(event: bytes) -> bytes | None:

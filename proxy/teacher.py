@@ -4,7 +4,8 @@ Pass-through forwards the request (with the route's model name) over one shared,
 client and hands back the response bytes as they arrive, so what the client sees is what the
 teacher sent. The client is aiohttp's: on this path httpx cost 0.9 ms a request sequentially
 and 3.4 ms at 32 concurrent requests (its pool scans every connection per request), aiohttp
-0.2-0.4 ms and 0.1-0.2 ms (measured on loopback against the fake teacher). Every other provider goes through litellm and is converted to OpenAI's shape.
+0.2-0.4 ms and 0.1-0.2 ms (measured on loopback against the fake teacher). Every other
+provider goes through litellm and is converted to OpenAI's shape.
 Both retry with backoff on 429, 5xx and connection errors, but only before the first byte:
 after that a retry could send the client two different answers.
 """
