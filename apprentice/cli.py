@@ -7,6 +7,7 @@ works whether or not `serve` is running: they read sealed segments.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from apprentice.config import Config, ConfigError, load_config
+from apprentice.config import Config, ConfigError, RouteConfig, load_config
 
 app = typer.Typer(
     name="apprentice",
@@ -109,6 +110,244 @@ def export(
         examples = logged_pairs(cfg.data_dir, route)
     count = write_jsonl(examples, output)
     err.print(f"exported {count} examples" + (f" to {output}" if output else ""))
+
+
+@app.command()
+def curate(
+    route: Annotated[str, typer.Option("--route", help="Route to curate.")],
+    config: ConfigOption = Path("apprentice.toml"),
+    since: Annotated[
+        datetime | None, typer.Option(help="Only rows started at or after this time (UTC).")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Only rows of this x-apprentice-task.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Curate the route's sealed log into the next dataset version (works beside `serve`)."""
+    from curation.job import NoRowsError, run_curation
+    from curation.report import render_report, result_to_json
+
+    cfg = _config(config)
+    route_cfg = _route(cfg, route)
+    try:
+        result = run_curation(cfg.data_dir, route_cfg, task=task, since=since, progress=not as_json)
+    except NoRowsError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        _print_json(result_to_json(result))
+    else:
+        console.print(render_report(result))
+    if result.status == "empty":
+        raise typer.Exit(1)
+
+
+@app.command()
+def retrain(
+    route: Annotated[str, typer.Option("--route", help="Route to train a student for.")],
+    config: ConfigOption = Path("apprentice.toml"),
+    dataset: Annotated[int | None, typer.Option(help="Dataset version (default: newest).")] = None,
+    base: Annotated[str | None, typer.Option(help="tiny, or a local HF model folder.")] = None,
+    method: Annotated[str | None, typer.Option(help="lora or full.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train, evaluate and gate a student on a dataset version, and register it."""
+    from retrain.job import run_retrain
+    from retrain.schedule import RetrainBusy
+
+    cfg = _config(config)
+    route_cfg = _route(cfg, route)
+    if method not in (None, "lora", "full"):
+        err.print("[red]error:[/red] --method must be lora or full.")
+        raise typer.Exit(2)
+    try:
+        result = run_retrain(
+            cfg.data_dir, route_cfg, dataset_version=dataset, base=base, method=method,
+            progress=not as_json,
+        )  # fmt: skip
+    except (RetrainBusy, FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    summary = {
+        "route": result.route, "version": f"v{result.version}", "status": result.status,
+        "passed": result.passed, "reasons": result.reasons, "path": str(result.path),
+        "dataset_version": result.dataset_version, "metrics": result.metrics,
+        "base_metrics": result.base_metrics, "train_seconds": result.train_seconds,
+    }  # fmt: skip
+    if as_json:
+        _print_json(summary)
+    else:
+        verdict = "registered as a candidate" if result.passed else "rejected"
+        console.print(f"student v{result.version} of {route}: {verdict} ({result.path})")
+        for reason in result.reasons:
+            console.print(f"  - {reason}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+students_app = typer.Typer(help="Registered students.", no_args_is_help=True)
+app.add_typer(students_app, name="students")
+
+
+@students_app.command("list")
+def students_list(
+    config: ConfigOption = Path("apprentice.toml"),
+    route: Annotated[str | None, typer.Option("--route")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every registered student with its status and held-out exact match."""
+    from rich.table import Table
+
+    from retrain.registry import list_students
+
+    cfg = _config(config)
+    students = list_students(cfg.data_dir, route)
+    if as_json:
+        _print_json([s.as_dict() for s in students])
+        return
+    table = Table(title=f"students in {cfg.data_dir}")
+    for col in ("route", "version", "status", "exact match", "dataset", "method", "created"):
+        table.add_column(col)
+    for s in students:
+        em = "-" if s.exact_match is None else f"{s.exact_match:.3f}"
+        table.add_row(s.route, f"v{s.version}", s.status, em, f"v{s.dataset_version}",
+                      s.method, s.created_at)  # fmt: skip
+    console.print(table)
+
+
+@students_app.command("show")
+def students_show(
+    route: Annotated[str, typer.Argument()],
+    version: Annotated[str, typer.Argument(help="e.g. v3")],
+    config: ConfigOption = Path("apprentice.toml"),
+    as_json: JsonOption = False,
+) -> None:
+    """One student's manifest and evaluation report."""
+    from retrain.registry import show_student
+
+    cfg = _config(config)
+    try:
+        shown = show_student(cfg.data_dir, route, int(version.removeprefix("v")))
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _print_json(shown) if as_json else console.print_json(json.dumps(shown, default=str))
+
+
+canary_app = typer.Typer(
+    help="Canary control (talks to the running server's admin API).", no_args_is_help=True
+)
+app.add_typer(canary_app, name="canary")
+
+
+def _admin(cfg: Config, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    import httpx
+
+    if cfg.server.admin_token is None:
+        err.print("[red]error:[/red] server.admin_token is not set; the admin API is disabled.")
+        raise typer.Exit(2)
+    host = "127.0.0.1" if cfg.server.host in ("0.0.0.0", "::") else cfg.server.host
+    url = f"http://{host}:{cfg.server.port}/admin{path}"
+    headers = {"authorization": f"Bearer {cfg.server.admin_token.get_secret_value()}"}
+    try:
+        response = httpx.request(method, url, json=body, headers=headers, timeout=60)
+    except httpx.TransportError:
+        err.print(f"[red]error:[/red] no apprentice server answers at {url}; is `serve` running?")
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        err.print(f"[red]error:[/red] {message}")
+        raise typer.Exit(1)
+    return response.json()
+
+
+def _print_canary(route: str, snap: dict[str, Any]) -> None:
+    weights = ", ".join(f"{v}: {w}%" for v, w in (snap.get("weights") or {}).items()) or "teacher"
+    step = "" if snap.get("step") is None else f" step {snap['step']}"
+    console.print(
+        f"[bold]{route}[/bold]: {snap['state']}{step}, candidate {snap.get('version') or '-'}, "
+        f"current {snap.get('current') or '-'}, traffic {weights}"
+    )
+    for check in snap.get("last_checks") or []:
+        console.print(
+            f"  {check['name']}: {check['status']} (value {check['value']}, "
+            f"threshold {check['threshold']})"
+        )
+    for t in (snap.get("history") or [])[-5:]:
+        console.print(f"  {t['from_state']} -> {t['to_state']} ({t['reason']}): {t['detail']}")
+
+
+@canary_app.command("status")
+def canary_status(
+    config: ConfigOption = Path("apprentice.toml"), as_json: JsonOption = False
+) -> None:
+    """Per route: state, step, weights, last checks with their values, history."""
+    result = _admin(_config(config), "GET", "/canary")
+    if as_json:
+        _print_json(result)
+        return
+    for route, snap in result["routes"].items():
+        _print_canary(route, snap)
+
+
+def _canary_action(config: Path, route: str, action: str, body: dict[str, Any] | None) -> None:
+    snap = _admin(_config(config), "POST", f"/canary/{route}/{action}", body or {})
+    _print_canary(route, snap)
+
+
+@canary_app.command("start")
+def canary_start(route: str, version: str, config: ConfigOption = Path("apprentice.toml")) -> None:
+    """Put a registered student in shadow."""
+    _canary_action(config, route, "start", {"version": version})
+
+
+@canary_app.command("set-weight")
+def canary_set_weight(
+    route: str, version: str, pct: int, config: ConfigOption = Path("apprentice.toml")
+) -> None:
+    """Give a student PCT percent of the route's traffic (0-100)."""
+    if not 0 <= pct <= 100:
+        err.print(f"[red]error:[/red] the weight must be between 0 and 100, not {pct}.")
+        raise typer.Exit(2)
+    _canary_action(config, route, "set-weight", {"version": version, "weight": pct})
+
+
+@canary_app.command("pause")
+def canary_pause(route: str, config: ConfigOption = Path("apprentice.toml")) -> None:
+    """Hold the canary where it is."""
+    _canary_action(config, route, "pause", None)
+
+
+@canary_app.command("resume")
+def canary_resume(route: str, config: ConfigOption = Path("apprentice.toml")) -> None:
+    """Let a paused canary move again."""
+    _canary_action(config, route, "resume", None)
+
+
+@canary_app.command("promote")
+def canary_promote(route: str, config: ConfigOption = Path("apprentice.toml")) -> None:
+    """Give the candidate 100% now."""
+    _canary_action(config, route, "promote", None)
+
+
+@canary_app.command("rollback")
+def canary_rollback(
+    route: str,
+    config: ConfigOption = Path("apprentice.toml"),
+    reason: Annotated[str, typer.Option(help="Why, for the history.")] = "rolled back by hand",
+) -> None:
+    """Send all of the route's traffic back to the teacher now."""
+    _canary_action(config, route, "rollback", {"reason": reason})
+
+
+def _route(cfg: Config, name: str) -> RouteConfig:
+    try:
+        return cfg.route(name)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":

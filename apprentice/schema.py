@@ -101,6 +101,24 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                  rows BIGINT NOT NULL, sealed_at TIMESTAMP NOT NULL)""",
         ),
     ),
+    (
+        "canary state and transitions",
+        (
+            # One JSON snapshot per route (monitoring/canary.py), replaced at each transition.
+            """CREATE TABLE canary_state (
+                 route VARCHAR PRIMARY KEY, snapshot VARCHAR NOT NULL,
+                 updated_at TIMESTAMP NOT NULL)""",
+            # Every transition ever made; snapshots keep only the recent ones. `seq` orders
+            # transitions made within the same clock tick.
+            "CREATE SEQUENCE canary_transitions_seq START 1",
+            """CREATE TABLE canary_transitions (
+                 seq BIGINT NOT NULL DEFAULT nextval('canary_transitions_seq'),
+                 route VARCHAR NOT NULL, made_at TIMESTAMP NOT NULL, from_state VARCHAR NOT NULL,
+                 to_state VARCHAR NOT NULL, version VARCHAR, step INTEGER,
+                 weight INTEGER NOT NULL, reason VARCHAR NOT NULL, detail VARCHAR NOT NULL,
+                 checks VARCHAR NOT NULL)""",
+        ),
+    ),
 )
 
 

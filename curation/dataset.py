@@ -49,9 +49,9 @@ def dataset_versions(data_dir: Path, route: str) -> list[int]:
         return []
     versions = []
     for child in root.iterdir():
-        if child.name.startswith("v") and child.name[1:].isdigit():
-            if (child / "manifest.json").exists():
-                versions.append(int(child.name[1:]))
+        named = child.name.startswith("v") and child.name[1:].isdigit()
+        if named and (child / "manifest.json").exists():
+            versions.append(int(child.name[1:]))
     return sorted(versions)
 
 

@@ -2,7 +2,8 @@
 
 Only a request's latest feedback counts, since a user may change their mind. A score below
 `negative_below` drops the row; a correction replaces the teacher's answer (a person's answer
-beats the teacher's); a positive score raises the row's training weight.
+beats the teacher's) and keeps the row even when its score is negative; a positive score
+raises the row's training weight.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def load_feedback(con: duckdb.DuckDBPyConnection, route: str) -> dict[str, Verdi
     """The latest feedback per request id of a route, from sealed feedback segments."""
     rows = con.execute(
         "SELECT request_id, score, correction FROM feedback WHERE route = ? "
-        "QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY created_at DESC, seq DESC) = 1",
+        "QUALIFY row_number() OVER "
+        "(PARTITION BY request_id ORDER BY created_at DESC, seq DESC) = 1",
         [route],
     ).fetchall()
     return {str(rid): Verdict(float(score), correction) for rid, score, correction in rows}

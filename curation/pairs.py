@@ -116,7 +116,10 @@ def answer_text(answer: dict[str, Any] | None) -> str:
     calls = answer.get("tool_calls")
     if calls:
         compact = [
-            {"name": c.get("function", {}).get("name"), "arguments": c.get("function", {}).get("arguments")}
+            {
+                "name": c.get("function", {}).get("name"),
+                "arguments": c.get("function", {}).get("arguments"),
+            }
             for c in calls
             if isinstance(c, dict)
         ]

@@ -17,7 +17,9 @@ from curation.settings import CurationSettings
 CHARS_PER_TOKEN = 4
 
 
-def keep_good_answers(pairs: list[Pair], settings: CurationSettings) -> tuple[list[Pair], StageReport]:
+def keep_good_answers(
+    pairs: list[Pair], settings: CurationSettings
+) -> tuple[list[Pair], StageReport]:
     """Drop errors, empty, cut-off, filtered and refusing answers, and pairs too long."""
     refusal = re.compile("|".join(f"(?:{p})" for p in settings.refusal_patterns), re.IGNORECASE)
     dropped: Counter[str] = Counter()
@@ -41,11 +43,11 @@ def drop_reason(pair: Pair, settings: CurationSettings, refusal: re.Pattern[str]
         return "length"
     if pair.finish_reason == "content_filter":
         return "content_filter"
+    if pair.answer.get("refusal"):
+        return "refusal"  # OpenAI's structured refusal field
     text = answer_text(pair.answer)
     if not text.strip():
         return "empty"
-    if pair.answer.get("refusal"):
-        return "refusal"  # OpenAI's structured refusal field
     head = content_text(pair.answer.get("content"))[: settings.refusal_scan_chars]
     if settings.refusal_patterns and refusal.search(head):
         return "refusal"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -30,7 +30,9 @@ class StageReport:
     def of(
         cls, name: str, rows_in: int, rows_out: int, dropped: Counter[str], changed: Counter[str]
     ) -> StageReport:
-        return cls(name, rows_in, rows_out, dict(sorted(dropped.items())), dict(sorted(changed.items())))
+        return cls(
+            name, rows_in, rows_out, dict(sorted(dropped.items())), dict(sorted(changed.items()))
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,10 +68,15 @@ class ClusterRow:
 
 @dataclass
 class CurationResult:
-    """The outcome of `run_curation`; `written` is False when nothing new was found."""
+    """The outcome of `run_curation`.
+
+    status: ``written`` (a new version exists), ``up_to_date`` (no new rows or settings since
+    the last version; nothing written) or ``empty`` (no row survived the stages; nothing
+    written, the stage table says why).
+    """
 
     route: str
-    written: bool
+    status: Literal["written", "up_to_date", "empty"]
     message: str
     version: int | None = None
     path: Path | None = None
@@ -80,12 +87,16 @@ class CurationResult:
     seconds: float = 0.0
     manifest: dict[str, Any] | None = None
 
+    @property
+    def written(self) -> bool:
+        return self.status == "written"
+
 
 def result_to_json(result: CurationResult) -> dict[str, Any]:
     """The JSON form of a result (`apprentice curate --json`, `POST /admin/jobs/curate`)."""
     return {
         "route": result.route,
-        "written": result.written,
+        "status": result.status,
         "message": result.message,
         "version": result.version,
         "path": str(result.path) if result.path else None,

@@ -9,17 +9,20 @@ is not chat JSON) are skipped and listed by id, never fatal.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from apprentice.schema import ROW_SCHEMA_VERSION
 from curation.pairs import MalformedRow, Pair, parse_answer, parse_request
 from curation.report import StageReport
 from curation.settings import CurationSettings
 
+BATCH_ROWS = 10_000
 COLUMNS = (
     "request_id, schema_version, started_at, task, session_hash, served_by, teacher, "
     "prompt_fingerprint, request, response, status, outcome, finish_reason, truncated, "
@@ -36,17 +39,17 @@ class Selection:
 
 def read_rows(
     con: duckdb.DuckDBPyConnection, route: str, task: str | None, since: datetime | None
-) -> tuple[int, dict[str, list[Any]]]:
-    """(rows read, latest row per request id as columns), oldest first."""
+) -> tuple[int, pa.Table]:
+    """(rows read, latest row per request id), oldest first."""
     where, params = _filters(route, task, since)
-    total = con.execute(f"SELECT count(*) FROM requests WHERE {where}", params).fetchone()
-    data = con.execute(
+    total = con.execute(f"SELECT count(*) FROM requests WHERE {where}", params).fetchall()[0]
+    data = con.sql(
         f"SELECT {COLUMNS} FROM requests WHERE {where} "
         "QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY seq DESC) = 1 "
         "ORDER BY started_at, request_id",
-        params,
-    ).fetch_arrow_table()
-    return (int(total[0]) if total else 0), data.to_pydict()
+        params=params,
+    ).to_arrow_table()
+    return (int(total[0]) if total else 0), data
 
 
 def _filters(route: str, task: str | None, since: datetime | None) -> tuple[str, list[Any]]:
@@ -62,17 +65,15 @@ def _filters(route: str, task: str | None, since: datetime | None) -> tuple[str,
     return " AND ".join(clauses), params
 
 
-def select_pairs(
-    rows_read: int, columns: dict[str, list[Any]], settings: CurationSettings
-) -> Selection:
+def select_pairs(rows_read: int, table: pa.Table, settings: CurationSettings) -> Selection:
     """Parse the rows into pairs; drop students' answers and older teacher partitions."""
     dropped: Counter[str] = Counter()
-    unique = len(columns["request_id"])
+    unique = table.num_rows
     if rows_read > unique:
         dropped["repeated_id"] = rows_read - unique
     pairs: list[Pair] = []
     skipped: list[dict[str, str]] = []
-    for row in _records(columns):
+    for row in _records(table):
         reason = _unreadable(row)
         if reason is None:
             try:
@@ -91,10 +92,11 @@ def select_pairs(
     return Selection(pairs, report, skipped)
 
 
-def _records(columns: dict[str, list[Any]]) -> Any:
-    names = list(columns)
-    for values in zip(*(columns[n] for n in names), strict=True):
-        yield dict(zip(names, values, strict=True))
+def _records(table: pa.Table) -> Iterator[dict[str, Any]]:
+    """Rows as dicts, converted a batch at a time: Python objects for all rows at once would
+    double the job's peak memory (the raw JSON is dropped once parsed)."""
+    for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+        yield from batch.to_pylist()
 
 
 def _unreadable(row: dict[str, Any]) -> str | None:

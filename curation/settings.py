@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # The "I can't help with that" family, matched against the start of an answer's text only:
 # a refusal opens the answer, while the same words deep inside a helpful answer are harmless.
 DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
-    r"^\W*(?:i['’]?m|i am) (?:so |very |really )?(?:sorry|afraid)\b.{0,40}?\b(?:can(?:not|['’]?t)|unable|won['’]?t|not able)\b",
+    r"^\W*(?:i['’]?m|i am) (?:so |very |really )?(?:sorry|afraid)\b.{0,40}?"
+    r"\b(?:can(?:not|['’]?t)|unable|won['’]?t|not able)\b",
     r"^\W*i (?:can(?:not|['’]?t)|won['’]?t|am unable to|['’]?m unable to|am not able to) "
     r"(?:help|assist|comply|provide|do that|fulfil|fulfill|answer)",
     r"^\W*(?:unfortunately|sorry),? i (?:can(?:not|['’]?t)|am unable|won['’]?t)",
@@ -66,21 +67,25 @@ class CurationSettings(BaseModel):
 
     # --- dedupe -----------------------------------------------------------------------------
     dedupe_threshold: float = Field(
-        0.85, gt=0, le=1, description="Jaccard similarity of word shingles above which "
+        0.85,
+        gt=0,
+        le=1,
+        description="Jaccard similarity of word shingles above which "
         "two prompts are near duplicates.",
     )
     shingle_size: int = Field(3, ge=1, le=8, description="Words per shingle for dedupe.")
     num_perm: int = Field(
         128, ge=16, le=512, description="MinHash permutations (more: finer Jaccard estimate)."
     )
-    seed: int = Field(1, ge=0, description="Seed of the MinHash permutations and clustering.")
+    seed: int = Field(1, ge=0, description="Seed of the MinHash permutations.")
 
     # --- balance ----------------------------------------------------------------------------
     cluster_similarity: float = Field(
-        0.35,
+        0.5,
         gt=0,
         le=1,
-        description="Word-set Jaccard to a cluster's centre above which a prompt belongs to it.",
+        description="Cosine of TF-IDF word vectors at which a prompt joins a cluster, and "
+        "at which two clusters' centroids merge.",
     )
     max_clusters: int = Field(32, ge=1, le=1024, description="Most prompt clusters per task.")
     cluster_cap_share: float = Field(
@@ -112,7 +117,9 @@ class CurationSettings(BaseModel):
     )
 
     # --- reference statistics ---------------------------------------------------------------
-    length_bins: int = Field(10, ge=2, le=100, description="Quantile bins of the length histograms.")
+    length_bins: int = Field(
+        10, ge=2, le=100, description="Quantile bins of the length histograms."
+    )
     top_tokens: int = Field(
         1000, ge=10, le=100_000, description="Tokens kept in the reference frequency profile."
     )
@@ -124,5 +131,7 @@ class CurationSettings(BaseModel):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"refusal pattern {pattern!r} is not a valid regex: {exc}") from None
+                raise ValueError(
+                    f"refusal pattern {pattern!r} is not a valid regex: {exc}"
+                ) from None
         return patterns

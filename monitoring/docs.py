@@ -1,8 +1,8 @@
 """The metrics reference, generated from `Metrics` so the README table cannot go stale.
 
 `metrics_table()` renders the markdown kept in docs/metrics.md (a test compares them);
-`series_names()` lists every sample name the registry can export, which the dashboard and
-rule tests use to catch queries of metrics apprentice does not have.
+`series_names()` lists every sample name the registry can export, against which the tests check
+the queries in `monitoring.queries`.
 """
 
 from __future__ import annotations

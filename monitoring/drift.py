@@ -1,29 +1,29 @@
 """Drift of live traffic away from the data the current student was trained on.
 
-Reference statistics are computed once by curation (`build_reference`) and saved in the
-dataset manifest under `"reference"`; the live side is a sliding window of prompts per route
-kept by `DriftMonitor`, which exports the scores as `apprentice_drift_score{route,method}`.
-
-Reference shape (JSON-compatible; every key but `prompt_length` and `tokens` is optional):
+Reference statistics are computed by curation (`curation.reference`) on the train split and
+saved in the dataset's manifest.json under `"reference"`; the live side is a sliding window of
+prompts per route kept by `monitoring.drift_monitor.DriftMonitor`. Format 1 of the reference:
 
     {
-      "prompt_length": {"edges": [e1, ..., ek], "counts": [c0, ..., ck]},
-      "output_length": {"edges": [...], "counts": [...]},        # teacher answers, for students
-      "tokens": {"top": {"token": share, ...}, "vocab_size": int},
-      "cluster_shares": {"cluster-id": share, ...},              # recorded, not scored yet
+      "format": 1,
+      "tokenizer": "words-v1",                     # `prompt_tokens`
+      "text": "non-system messages",               # `prompt_text`
+      "rows": 9000,
+      "prompt_length": {"unit": "tokens", "edges": [e0, ..., ek], "counts": [c0, ..., ck-1]},
+      "answer_length": {"unit": "tokens", "edges": [...], "counts": [...]},
+      "tokens": {"total": 123456, "vocabulary": 5321,
+                 "top": [["the", 0.041], ...], "other_share": 0.31},
+      "clusters": {"c0": 0.25, ...}                # read, not scored: live prompts have no cluster
     }
 
-Lengths are counted in `prompt_tokens` tokens. `edges` are ascending interior cut points taken
-at reference quantiles; `counts` has one more entry than `edges`: bin 0 is (-inf, e1), bin i is
-[ei, ei+1), the last bin is [ek, +inf). `top` maps the most frequent reference tokens (up to
-`top_k`, 20,000 by default) to their share of all reference tokens; `vocab_size` counts every
-distinct reference token, so `vocab_size > len(top)` says the profile was truncated.
+Length edges are quantiles of the train lengths, so each bin holds about the same number of
+rows. Bin i holds [edges[i], edges[i+1]); the first bin also takes anything shorter and the
+last anything longer (`bin_counts` is given the interior edges, `edges[1:-1]`).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,96 +31,77 @@ from typing import Any
 
 import numpy as np
 
+from curation.pairs import prompt_text as _curation_prompt_text
+from curation.reference import tokenize as _curation_tokenize
+from curation.words import TOKENIZER
+
 # Shares are floored at this before PSI takes logarithms: an empty bin on one side would
 # otherwise make the score infinite. A bin holding share s on one side and nothing on the other
 # then adds about s * ln(s / 1e-4), i.e. ~9 * s: large, finite, and comparable between runs.
 PSI_EPSILON = 1e-4
-OTHER_TOKEN = "\x00other"  # bucket for tokens outside the reference's top list; no real token
-
-# Runs of letters, or runs of digits, on lowercased text: language-agnostic enough for drift
-# (which compares vocabularies, not meanings) and free of any model's tokenizer.
-_TOKEN = re.compile(r"[^\W\d_]+|\d+")
+REFERENCE_FORMAT = 1
 
 
 def prompt_tokens(text: str) -> list[str]:
-    """Lowercase word and number tokens: `"GPU x2, fast!"` -> `["gpu", "x", "2", "fast"]`.
+    """Tokens drift counts: lowercased runs of word characters, and each other non-space
+    character on its own (`"GPU x2, fast!"` -> `["gpu", "x2", ",", "fast", "!"]`).
 
-    Both curation (the reference) and the proxy (live traffic) tokenise with this function,
-    so the two profiles are comparable.
+    This is curation's `words-v1` tokenizer itself, so live and reference profiles always
+    count the same way.
     """
-    return _TOKEN.findall(text.lower())
+    return _curation_tokenize(text)
 
 
 def prompt_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The text of a chat request that drift looks at: every message's text, one per line.
-
-    String contents are taken whole; list contents (OpenAI content parts) contribute their
-    `text` parts. Assistant turns are included because they are part of what the student reads.
-    """
-    parts: list[str] = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(
-                str(part["text"]) for part in content if isinstance(part, dict) and "text" in part
-            )
-    return "\n".join(parts)
+    """The text of a chat request that drift measures: the non-system messages' text (and
+    tool-call arguments), one per line, exactly as curation measured the training prompts."""
+    return _curation_prompt_text([dict(m) for m in messages])
 
 
 def quantile_edges(values: Sequence[float], bins: int = 10) -> list[float]:
-    """Interior cut points at the values' quantiles, deduplicated (ties collapse bins)."""
+    """Full bin edges at the values' quantiles (min and max included); ties collapse bins."""
     if not values:
-        return []
-    cuts = np.quantile(np.asarray(values, dtype=float), np.linspace(0, 1, bins + 1)[1:-1])
-    return [float(x) for x in np.unique(cuts)]
+        return [0.0, 0.0]
+    edges = np.unique(np.quantile(np.asarray(values, dtype=float), np.linspace(0, 1, bins + 1)))
+    return [float(e) for e in edges] if len(edges) > 1 else [float(edges[0])] * 2
 
 
 def bin_counts(values: Sequence[float], edges: Sequence[float]) -> list[int]:
-    """How many values fall in each bin described by `edges` (see the module docstring)."""
-    index = np.searchsorted(
-        np.asarray(edges, dtype=float), np.asarray(values, dtype=float), "right"
-    )
-    return [int(c) for c in np.bincount(index, minlength=len(edges) + 1)]
+    """How many values fall in each bin of a histogram with these (full) edges."""
+    inner = np.asarray(edges[1:-1], dtype=float)
+    index = np.searchsorted(inner, np.asarray(values, dtype=float), side="right")
+    return [int(c) for c in np.bincount(index, minlength=len(edges) - 1)]
 
 
-def length_histogram(lengths: Sequence[float], bins: int = 10) -> dict[str, list[Any]]:
-    """`{"edges", "counts"}` for a reference sample of lengths, with quantile bins."""
+def length_histogram(lengths: Sequence[float], bins: int = 10) -> dict[str, Any]:
+    """`{"unit", "edges", "counts"}` of a sample of lengths, with quantile bins."""
     edges = quantile_edges(lengths, bins)
-    return {"edges": edges, "counts": bin_counts(lengths, edges)}
+    return {"unit": "tokens", "edges": edges, "counts": bin_counts(lengths, edges)}
 
 
-def token_profile(token_lists: Iterable[Sequence[str]], top_k: int = 20_000) -> dict[str, Any]:
-    """`{"top": {token: share}, "vocab_size": n}` of a reference sample of tokenised texts."""
+def build_reference(prompts: Iterable[str], answers: Iterable[str] = ()) -> dict[str, Any]:
+    """Reference statistics (format 1) of texts, for tests and demos; curation's
+    `reference_stats` writes the same shape for real datasets."""
+    tokenised = [prompt_tokens(p) for p in prompts]
     counts: Counter[str] = Counter()
-    for tokens in token_lists:
+    for tokens in tokenised:
         counts.update(tokens)
     total = sum(counts.values())
-    top = {t: c / total for t, c in counts.most_common(top_k)} if total else {}
-    return {"top": top, "vocab_size": len(counts)}
-
-
-def build_reference(
-    prompts: Iterable[str],
-    outputs: Iterable[str] | None = None,
-    *,
-    bins: int = 10,
-    top_k: int = 20_000,
-) -> dict[str, Any]:
-    """The reference statistics of a training set, in the shape `DriftMonitor` reads.
-
-    `prompts` are `prompt_text` of each training request, `outputs` the teacher answers.
-    """
-    tokenised = [prompt_tokens(p) for p in prompts]
-    reference: dict[str, Any] = {
-        "prompt_length": length_histogram([len(t) for t in tokenised], bins),
-        "tokens": token_profile(tokenised, top_k),
+    return {
+        "format": REFERENCE_FORMAT,
+        "tokenizer": TOKENIZER,
+        "text": "non-system messages",
+        "rows": len(tokenised),
+        "prompt_length": length_histogram([len(t) for t in tokenised]),
+        "answer_length": length_histogram([len(prompt_tokens(a)) for a in answers]),
+        "tokens": {
+            "total": total,
+            "vocabulary": len(counts),
+            "top": [[t, c / total] for t, c in counts.most_common()],
+            "other_share": 0.0,
+        },
+        "clusters": {},
     }
-    if outputs is not None:
-        lengths = [len(prompt_tokens(o)) for o in outputs]
-        reference["output_length"] = length_histogram(lengths, bins)
-    return reference
 
 
 def psi(expected: Sequence[float], actual: Sequence[float], eps: float = PSI_EPSILON) -> float:
@@ -157,14 +138,14 @@ def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:
     return min(1.0, max(0.0, (kl(pa) + kl(qa)) / 2))
 
 
-def token_jsd(top: Mapping[str, float], live: Mapping[str, int]) -> float:
-    """JSD of the live token counts against the reference top-token shares.
+def token_jsd(top: Mapping[str, float], other_share: float, live: Mapping[str, int]) -> float:
+    """JSD of the live token counts against the reference token profile.
 
     Both sides are projected onto the reference's top tokens plus one "other" bucket: the
-    reference's share outside its top list, and the live tokens not in it.
+    reference's `other_share`, and the live tokens outside its top list.
     """
     tokens = list(top)
-    ref = [top[t] for t in tokens] + [max(0.0, 1.0 - sum(top.values()))]
+    ref = [top[t] for t in tokens] + [other_share]
     seen = [live.get(t, 0) for t in tokens]
     cur = [*seen, sum(live.values()) - sum(seen)]
     return jensen_shannon(ref, cur)
@@ -190,39 +171,40 @@ class Reference:
     """Parsed, validated reference statistics (see the module docstring for the JSON)."""
 
     prompt_length: Mapping[str, Sequence[float]]
+    answer_length: Mapping[str, Sequence[float]] | None
     top_tokens: Mapping[str, float]
-    vocab_size: int
-    output_length: Mapping[str, Sequence[float]] | None = None
+    other_share: float
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Reference:
-        """Check the shape curation wrote; a `ValueError` says which part is wrong."""
+        """Check the statistics curation wrote; a `ValueError` says which part is wrong."""
+        if raw.get("format", REFERENCE_FORMAT) != REFERENCE_FORMAT:
+            raise ValueError(f"drift reference format {raw.get('format')} is not supported")
+        if raw.get("tokenizer", TOKENIZER) != TOKENIZER:
+            raise ValueError(f"drift reference uses tokenizer {raw.get('tokenizer')!r}")
         try:
             tokens = raw["tokens"]
+            answers = raw.get("answer_length")
+            prompts = _histogram(raw["prompt_length"], "prompt_length")
+            if prompts is None:
+                raise ValueError("prompt_length counts no prompts")
             reference = cls(
-                prompt_length=_histogram(raw["prompt_length"], "prompt_length"),
-                top_tokens={str(t): float(s) for t, s in tokens["top"].items()},
-                vocab_size=int(tokens["vocab_size"]),
-                output_length=(
-                    _histogram(raw["output_length"], "output_length")
-                    if raw.get("output_length")
-                    else None
-                ),
+                prompt_length=prompts,
+                answer_length=_histogram(answers, "answer_length") if answers else None,
+                top_tokens={str(t): float(share) for t, share in tokens["top"]},
+                other_share=float(tokens["other_share"]),
             )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"drift reference is missing or malformed: {exc!r}") from exc
-        if sum(reference.top_tokens.values()) > 1.0 + 1e-6:
-            raise ValueError("drift reference tokens.top shares add up to more than 1")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"drift reference is missing or malformed: {exc}") from exc
+        if sum(reference.top_tokens.values()) + reference.other_share > 1.0 + 1e-6:
+            raise ValueError("drift reference token shares add up to more than 1")
         return reference
 
 
-def _histogram(raw: Mapping[str, Any], name: str) -> Mapping[str, Sequence[float]]:
+def _histogram(raw: Mapping[str, Any], name: str) -> Mapping[str, Sequence[float]] | None:
     edges = [float(e) for e in raw["edges"]]
     counts = [float(c) for c in raw["counts"]]
-    if len(counts) != len(edges) + 1 or sum(counts) <= 0 or edges != sorted(edges):
-        raise ValueError(
-            f"drift reference {name} needs ascending edges and len(edges) + 1 non-empty counts"
-        )
-    if any(math.isnan(x) for x in edges):
-        raise ValueError(f"drift reference {name} has NaN edges")
-    return {"edges": edges, "counts": counts}
+    if len(edges) != len(counts) + 1 or edges != sorted(edges) or any(map(math.isnan, edges)):
+        raise ValueError(f"{name} needs ascending edges, one more than its counts")
+    # a histogram of nothing (an empty answer sample) cannot be compared against
+    return {"edges": edges, "counts": counts} if sum(counts) > 0 else None

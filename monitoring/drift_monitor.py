@@ -110,7 +110,7 @@ class DriftMonitor:
         self._references[route] = Reference.parse(reference)
 
     def observe_prompt(self, route: str, text: str) -> None:
-        """Add one live prompt (`drift.prompt_text` of the request) to the route's window."""
+        """Add one live prompt to the route's window; `text` is `drift.prompt_text(messages)`."""
         window = self._windows.get(route)
         if window is not None:
             window.add_prompt(prompt_tokens(text))
@@ -191,10 +191,11 @@ def _scores(reference: Reference, window: _Window, settings: DriftSettings) -> d
     if len(window.prompts) >= settings.min_prompts:
         live = +window.tokens  # unary plus drops the zero counts left by evictions
         scores["prompt_length_psi"] = length_psi(reference.prompt_length, list(window.lengths))
-        scores["token_jsd"] = token_jsd(reference.top_tokens, live)
+        scores["token_jsd"] = token_jsd(reference.top_tokens, reference.other_share, live)
         scores["unseen_token_rate"] = unseen_rate(reference.top_tokens, live)
-    if reference.output_length is not None and len(window.outputs) >= settings.min_prompts:
-        scores["output_length_psi"] = length_psi(reference.output_length, list(window.outputs))
+    if reference.answer_length is not None and len(window.outputs) >= settings.min_prompts:
+        # student answers against the teacher answers the student was trained on
+        scores["output_length_psi"] = length_psi(reference.answer_length, list(window.outputs))
     judged = [v for v in window.verdicts if v != "error"]
     if len(judged) >= settings.min_shadow_pairs:
         rate = disagreement_rate(judged)

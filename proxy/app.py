@@ -16,14 +16,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apprentice.config import Config
 from apprentice.logbook import Logbook
+from apprentice.scheduler import Scheduler
+from monitoring.drift_monitor import DriftReport
 from monitoring.metrics import Metrics
 from proxy import admin, feedback, health
 from proxy.auth import Auth
 from proxy.chat import chat_completions
 from proxy.errors import ApiError, handle_api_error, handle_http_exception, handle_validation_error
 from proxy.exchange import Accounting, Pricer
+from proxy.rollout import Rollout
 from proxy.state import ProxyState, new_request_id
+from proxy.student_backend import StudentPool, StudentSettings
 from proxy.teacher import Teacher
+from retrain.registry import list_students
 
 log = logging.getLogger("apprentice.proxy")
 
@@ -78,22 +83,48 @@ async def _start(config: Config, metrics: Metrics) -> ProxyState:
     if any(not r.passthrough or r.input_cost_per_mtok is None for r in config.routes):
         # litellm takes seconds to import; do it now, off the event loop, not on a request.
         asyncio.get_running_loop().run_in_executor(None, _import_litellm)
-    return ProxyState(
+    rollout = Rollout(config, logbook, metrics, lambda route: list_students(config.data_dir, route))
+    await rollout.open()
+    scheduler = Scheduler(config, metrics)
+    state = ProxyState(
         config=config,
         metrics=metrics,
         logbook=logbook,
         teacher=Teacher(client, metrics, secrets),
-        accounting=Accounting(metrics, Pricer()),
+        accounting=Accounting(metrics, Pricer(), observe_prompt=rollout.observe_prompt),
         auth=Auth(
             [k.get_secret_value() for k in config.server.api_keys],
             None if admin_token is None else admin_token.get_secret_value(),
         ),
+        rollout=rollout,
+        scheduler=scheduler,
+        students=StudentPool(config.data_dir, StudentSettings()),
     )
+    state.loops = [asyncio.create_task(rollout.run(state.stop))]
+    if any(r.retrain.schedule for r in config.routes):
+        state.loops.append(asyncio.create_task(scheduler.run(state.stop)))
+    rollout.on_drift = lambda report: _retrain_on_drift(scheduler, report)
+    return state
+
+
+def _retrain_on_drift(scheduler: Scheduler, report: DriftReport) -> None:
+    if report.trigger_retrain:
+        scheduler.trigger(report.route)
 
 
 async def _stop(state: ProxyState) -> None:
+    state.stop.set()
+    for task in state.loops:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if state.background:  # shadow comparisons already started finish and are logged
+        await asyncio.wait(state.background, timeout=30)
+    if state.rollout is not None:
+        await state.rollout.tick()  # persist the last transitions
     await state.logbook.close()
     await state.teacher.client.close()
+    if state.students is not None:
+        await state.students.close()
 
 
 def _import_litellm() -> None:

@@ -17,6 +17,8 @@ from apprentice.config import RouteConfig
 from proxy.errors import ApiError
 from proxy.exchange import Exchange, now_utc, session_hash
 from proxy.relay import RelayResponse, strip_logprobs
+from proxy.serving import answer_with_student
+from proxy.shadow import schedule_shadow
 from proxy.state import ProxyState, proxy_state
 
 SERVED_BY = "x-apprentice-served-by"
@@ -38,6 +40,21 @@ async def chat_completions(request: Request) -> Response:
         state.metrics.client_errors.labels(exc.code or "invalid_request").inc()
         raise
     exchange = _exchange(state, request, route, payload, body, started, request_id, key)
+    if state.rollout is not None:
+        sticky = request.headers.get("x-apprentice-session") or payload.get("user") or request_id
+        version = state.rollout.choose(route.name, str(sticky))
+        if version is not None and state.rollout.holdout(route.name):
+            exchange.shadow_version, version = version, None  # measured against the teacher
+        elif version is None:
+            exchange.shadow_version = state.rollout.shadow_for(route.name, None)
+        if version is not None:
+            answered = await answer_with_student(state, route, exchange, version)
+            if answered is not None:
+                exchange.status, exchange.ttft_s = 200, time.perf_counter() - t0
+                finish(state, exchange, t0)
+                body_out, out_headers = answered
+                out_headers |= {REQUEST_ID: request_id, SERVED_BY: exchange.served_by}
+                return Response(body_out, status_code=200, headers=out_headers)
     upstream_payload = payload
     if route.capture_top_logprobs and not payload.get("logprobs"):
         upstream_payload = payload | {"logprobs": True, "top_logprobs": route.capture_top_logprobs}
@@ -71,6 +88,14 @@ def finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
         metrics.capture_skipped.labels(
             "header" if exchange.route_config.capture else "route_config"
         ).inc()
+    if state.rollout is not None:
+        ok = exchange.outcome in ("ok", "client_disconnected")
+        if not (exchange.tags and "fallback" in exchange.tags):  # already counted as student's
+            state.rollout.traffic[exchange.route].served(
+                served == "student", ok, exchange.latency_s
+            )
+        if exchange.shadow_version and exchange.outcome == "ok" and exchange.status == 200:
+            schedule_shadow(state, exchange, exchange.shadow_version)
     state.logbook.submit(exchange)
 
 

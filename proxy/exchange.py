@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +58,8 @@ class Accounting:
 
     metrics: Metrics
     pricer: Pricer
+    # Called with (route, messages) for every served request, in the writer thread (drift).
+    observe_prompt: Callable[[str, Any], None] | None = None
     _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
 
     def count(self, kind: str, route: str, served: str, amount: float) -> None:
@@ -99,6 +102,9 @@ class Exchange:
     ttft_s: float | None = None
     proxy_added_logprobs: bool = False
     shadow_pair_id: str | None = None
+    tags: dict[str, Any] | None = None
+    shadow_version: str | None = None  # also ask this student, off the response path
+    shadow: bool = False  # a shadow answer: logged for comparison, never served or billed
 
     def to_row(self) -> dict[str, Any] | None:
         """The log row, or None when this call is not captured (its metrics still count)."""
@@ -110,7 +116,11 @@ class Exchange:
         if response is not None and (prompt_tokens is None or completion_tokens is None):
             prompt_tokens, completion_tokens = _estimate_tokens(self.payload, response)
             estimated = True
-        cost = self._account(prompt_tokens or 0, completion_tokens or 0, response is not None)
+        cost = None
+        if not self.shadow:
+            cost = self._account(prompt_tokens or 0, completion_tokens or 0, response is not None)
+            if self.accounting.observe_prompt is not None:
+                self.accounting.observe_prompt(self.route, self.payload.get("messages"))
         if not self.capture:
             return None
         choices = (response or {}).get("choices") or []
@@ -145,7 +155,7 @@ class Exchange:
             "usage_estimated": estimated,
             "cost_usd": cost,
             "stream": self.stream,
-            "tags": None,
+            "tags": orjson.dumps(self.tags).decode() if self.tags else None,
             "key_id": self.key_id,
             "teacher_logprobs": _logprobs(choices),
             "shadow_pair_id": self.shadow_pair_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -10,10 +11,13 @@ from starlette.requests import Request
 
 from apprentice.config import Config, RouteConfig
 from apprentice.logbook import Logbook
+from apprentice.scheduler import Scheduler
 from monitoring.metrics import Metrics
 from proxy.auth import Auth
 from proxy.errors import ApiError
 from proxy.exchange import Accounting
+from proxy.rollout import Rollout
+from proxy.student_backend import StudentPool
 from proxy.teacher import Teacher
 
 
@@ -25,8 +29,14 @@ class ProxyState:
     teacher: Teacher
     accounting: Accounting
     auth: Auth
+    rollout: Rollout | None = None
+    scheduler: Scheduler | None = None
+    students: StudentPool | None = None
 
     def __post_init__(self) -> None:
+        self.background: set[asyncio.Task[None]] = set()  # shadow comparisons in flight
+        self.loops: list[asyncio.Task[None]] = []  # the rollout and scheduler loops
+        self.stop = asyncio.Event()
         self.routes = {route.name: route for route in self.config.routes}
         self.catch_all = next((r for r in self.config.routes if r.any_model), None)
 

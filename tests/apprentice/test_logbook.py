@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from apprentice.config import LogbookConfig
 from apprentice.logbook import Logbook
-from apprentice.schema import ROW_SCHEMA_VERSION
+from apprentice.schema import MIGRATIONS, ROW_SCHEMA_VERSION
 from apprentice.sealing import _write_atomically, segment_path
 from apprentice.segments import open_segments, segment_files
 from monitoring.metrics import Metrics
@@ -186,4 +186,4 @@ async def test_migrations_are_recorded_and_not_reapplied(tmp_path: Path) -> None
         lambda con: con.execute("SELECT version FROM schema_migrations").fetchall()
     )
     await again.close()
-    assert rows == [(1,)]
+    assert rows == [(n,) for n in range(1, len(MIGRATIONS) + 1)]

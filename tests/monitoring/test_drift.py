@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 import pytest
 
+from curation.reference import Histogram as CurationHistogram
+from curation.reference import Reference as CurationReference
 from monitoring.drift import (
     PSI_EPSILON,
     Reference,
@@ -23,18 +27,18 @@ from monitoring.drift import (
 )
 
 
-def test_prompt_tokens_are_lowercase_words_and_numbers() -> None:
-    assert prompt_tokens("GPU x2, fast! Café_42") == ["gpu", "x", "2", "fast", "café", "42"]
-    assert prompt_tokens("  ...  ") == []
+def test_prompt_tokens_are_curations_words_v1() -> None:
+    assert prompt_tokens("GPU x2, fast! Café") == ["gpu", "x2", "fast", "café"]
+    assert prompt_tokens("   ") == []
 
 
-def test_prompt_text_joins_string_and_part_contents() -> None:
-    messages = [
+def test_prompt_text_leaves_out_system_messages() -> None:
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "image_url"}]},
-        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "user", "content": "Bye"},
     ]
-    assert prompt_text(messages) == "Be brief.\nHi"
+    assert prompt_text(messages) == "Hi\nBye"
 
 
 def test_psi_of_two_bins_matches_hand_computation() -> None:
@@ -56,18 +60,21 @@ def test_psi_refuses_mismatched_bins() -> None:
         psi([1, 2], [1, 2, 3])
 
 
-def test_bins_are_closed_on_the_left() -> None:
-    assert bin_counts([5, 10, 15, 20, 25], [10, 20]) == [1, 2, 2]
+def test_bins_are_closed_on_the_left_and_open_ended() -> None:
+    # bins [0, 10), [10, 20), [20, 30]; 5 below and 99 above land in the end bins
+    assert bin_counts([-5, 5, 10, 15, 20, 25, 99], [0, 10, 20, 30]) == [2, 2, 3]
 
 
 def test_quantile_edges_split_evenly_and_collapse_ties() -> None:
-    assert quantile_edges(list(range(1, 101)), bins=4) == pytest.approx([25.75, 50.5, 75.25])
-    assert quantile_edges([3] * 50, bins=4) == [3.0]
-    assert quantile_edges([], bins=4) == []
+    assert quantile_edges(list(range(1, 101)), bins=4) == pytest.approx(
+        [1, 25.75, 50.5, 75.25, 100]
+    )
+    assert quantile_edges([3] * 50, bins=4) == [3.0, 3.0]
+    assert quantile_edges([], bins=4) == [0.0, 0.0]
 
 
 def test_length_psi_uses_the_reference_bins() -> None:
-    reference = {"edges": [10.0, 20.0], "counts": [25, 50, 25]}
+    reference: dict[str, list[float]] = {"edges": [0, 10, 20, 30], "counts": [25, 50, 25]}
     # live shares 0.25/0.5/0.25 equal the reference: no drift
     assert length_psi(reference, [1, 12, 15, 30]) == pytest.approx(0.0)
     # every live prompt is long: bin shares (eps, eps, 1) against (0.25, 0.5, 0.25)
@@ -92,10 +99,11 @@ def test_jensen_shannon_bounds() -> None:
 
 def test_token_jsd_buckets_tokens_outside_the_top_list() -> None:
     top = {"a": 0.5, "b": 0.25}  # the remaining 0.25 of the reference is "other"
-    assert token_jsd(top, {"a": 2, "b": 1, "zzz": 1}) == pytest.approx(0.0)
-    # live is all "a": q = (1, 0, 0) against p = (1/2, 1/4, 1/4)
-    expected = jensen_shannon([0.5, 0.25, 0.25], [1, 0, 0])
-    assert token_jsd(top, {"a": 7}) == pytest.approx(expected)
+    assert token_jsd(top, 0.25, {"a": 2, "b": 1, "zzz": 1}) == pytest.approx(0.0)
+    # live is all "a": q = (1, 0, 0) against p = (1/2, 1/4, 1/4), m = (3/4, 1/8, 1/8)
+    # KL(p||m) = 1/2 log2(2/3) + 2 * 1/4 log2(2); KL(q||m) = log2(4/3)
+    expected = 0.5 * (0.5 * math.log2(2 / 3) + 0.5 + math.log2(4 / 3))
+    assert token_jsd(top, 0.25, {"a": 7}) == pytest.approx(expected)
 
 
 def test_unseen_rate_counts_live_tokens_missing_from_the_reference() -> None:
@@ -110,35 +118,46 @@ def test_disagreement_ignores_errors() -> None:
 
 def test_build_reference_round_trips_through_parse() -> None:
     prompts = ["one two three", "two three", "three"] * 10
-    raw = build_reference(prompts, outputs=["ok fine"] * 5, bins=3)
-    reference = Reference.parse(raw)
+    reference = Reference.parse(build_reference(prompts, answers=["ok fine"] * 5))
     assert reference.top_tokens == pytest.approx({"three": 0.5, "two": 1 / 3, "one": 1 / 6})
-    assert reference.vocab_size == 3
+    assert reference.other_share == 0
     assert sum(reference.prompt_length["counts"]) == 30
-    assert reference.output_length is not None
+    assert reference.answer_length is not None
     assert length_psi(reference.prompt_length, [len(prompt_tokens(p)) for p in prompts]) == 0
 
 
+def test_reads_what_curation_writes() -> None:
+    lengths = [3, 5, 8, 8, 13, 21, 34, 55]
+    histogram = CurationHistogram.of(lengths, bins=4)
+    written = CurationReference(
+        rows=8,
+        prompt_length=histogram,
+        answer_length=CurationHistogram.of([], bins=4),
+        top_tokens={"refund": 0.4, "order": 0.35},
+        other_share=0.25,
+        total_tokens=100,
+        vocabulary=9,
+        cluster_shares={"c0": 1.0},
+    ).to_json()
+    reference = Reference.parse(json.loads(json.dumps(written)))
+    assert reference.top_tokens == {"refund": 0.4, "order": 0.35}
+    assert reference.other_share == 0.25
+    assert reference.answer_length is None  # an empty sample cannot be compared against
+    live = [1, 4, 9, 30, 99, 8]
+    assert bin_counts(live, reference.prompt_length["edges"]) == histogram.bin_counts(live)
+
+
 @pytest.mark.parametrize(
-    ("raw", "message"),
+    ("change", "message"),
     [
-        ({"tokens": {"top": {}, "vocab_size": 0}}, "missing or malformed"),
-        (
-            {
-                "prompt_length": {"edges": [1, 2], "counts": [1, 1]},
-                "tokens": {"top": {}, "vocab_size": 0},
-            },
-            "len\\(edges\\) \\+ 1",
-        ),
-        (
-            {
-                "prompt_length": {"edges": [], "counts": [1]},
-                "tokens": {"top": {"a": 0.9, "b": 0.9}, "vocab_size": 2},
-            },
-            "more than 1",
-        ),
+        ({"prompt_length": None}, "missing or malformed"),
+        ({"prompt_length": {"edges": [1, 2], "counts": [1, 1]}}, "one more than its counts"),
+        ({"tokens": {"top": [["a", 0.9]], "other_share": 0.5}}, "more than 1"),
+        ({"tokenizer": "bpe"}, "tokenizer 'bpe'"),
+        ({"format": 2}, "format 2"),
     ],
 )
-def test_parse_rejects_malformed_references(raw: dict[str, object], message: str) -> None:
+def test_parse_rejects_malformed_references(change: dict[str, object], message: str) -> None:
+    raw = build_reference(["a b", "c"]) | change
     with pytest.raises(ValueError, match=message):
         Reference.parse(raw)

@@ -12,7 +12,10 @@ from monitoring.drift_monitor import DriftMonitor, DriftReport
 from monitoring.metrics import Metrics
 from monitoring.settings import DriftSettings
 
-REFERENCE_PROMPTS = [f"please summarise ticket {i} about billing" for i in range(200)]
+# 6 to 10 tokens long, so the length histogram has several bins
+REFERENCE_PROMPTS = [
+    f"please summarise ticket {i} about billing" + " urgently" * (i % 5) for i in range(200)
+]
 
 
 class FakeClock:
@@ -42,12 +45,16 @@ def monitor_for(metrics: Metrics, clock: FakeClock, **settings: object) -> Drift
 
 def test_scores_move_when_traffic_changes(metrics: Metrics) -> None:
     monitor = monitor_for(metrics, FakeClock())
-    for i in range(100):
-        monitor.observe_prompt("r", f"please summarise ticket {i} about billing")
+    for prompt in REFERENCE_PROMPTS[::2]:
+        monitor.observe_prompt("r", prompt)
     same = monitor.evaluate("r")
     assert same is not None and set(same.levels.values()) == {"ok"}
     # only the ticket numbers differ from the reference
-    assert gauge(metrics, "apprentice_drift_score", route="r", method="token_jsd") < 0.1
+    assert same.scores["token_jsd"] < 0.1
+    assert (
+        gauge(metrics, "apprentice_drift_score", route="r", method="token_jsd")
+        == (same.scores["token_jsd"])
+    )
     assert gauge(metrics, "apprentice_drift_window_prompts", route="r") == 100
 
     # the window slides: 100 prompts about something else push every old one out
@@ -92,7 +99,7 @@ def test_output_length_psi_needs_an_output_reference(metrics: Metrics) -> None:
         monitor.observe_output("r", "a short answer")
     report = monitor.evaluate("r")
     assert report is not None and "output_length_psi" not in report.scores
-    monitor.set_reference("r", build_reference(REFERENCE_PROMPTS, outputs=["a short answer"]))
+    monitor.set_reference("r", build_reference(REFERENCE_PROMPTS, answers=["a short answer"]))
     report = monitor.evaluate("r")
     assert report is not None and report.scores["output_length_psi"] == pytest.approx(0.0)
 

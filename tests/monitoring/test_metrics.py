@@ -20,7 +20,9 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
 def test_canary_state_is_one_hot(metrics: Metrics) -> None:
     metrics.set_canary_state("r", "shadow")
     metrics.set_canary_state("r", "rolled_back")
-    values = {s: value(metrics, "apprentice_canary_state", route="r", state=s) for s in CANARY_STATES}
+    values = {
+        s: value(metrics, "apprentice_canary_state", route="r", state=s) for s in CANARY_STATES
+    }
     assert values == {s: (1.0 if s == "rolled_back" else 0.0) for s in CANARY_STATES}
     with pytest.raises(ValueError, match="unknown canary state"):
         metrics.set_canary_state("r", "sideways")

@@ -1,0 +1,63 @@
+"""The retrain job as its own process: curate, then retrain, for one route.
+
+The server's scheduler and `POST /admin/jobs/retrain` start `python -m apprentice.jobs` so
+that training never runs in the server's event loop (nor holds its GIL). The config reaches
+the child as JSON with secrets masked: curation and training need no keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from apprentice.config import Config, config_from_dict
+
+
+def job_config_json(config: Config) -> str:
+    """The config as JSON for a job process; SecretStr values come out masked."""
+    return config.model_copy(update={"data_dir": config.data_dir.resolve()}).model_dump_json()
+
+
+def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str, Any]:
+    """Curate the route's new rows, then train and register a student on the new dataset."""
+    from curation.job import run_curation
+    from curation.report import result_to_json
+    from retrain.job import run_retrain
+
+    route = config.route(route_name)
+    curated = run_curation(config.data_dir, route, progress=progress)
+    out: dict[str, Any] = {"curation": result_to_json(curated)}
+    if curated.status not in ("written", "up_to_date") or curated.version is None:
+        out["retrain"] = None
+        return out
+    trained = run_retrain(
+        config.data_dir, route, dataset_version=curated.version, progress=progress
+    )
+    out["retrain"] = {
+        "version": trained.version,
+        "status": trained.status,
+        "passed": trained.passed,
+        "reasons": trained.reasons,
+        "metrics": trained.metrics,
+        "train_seconds": trained.train_seconds,
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="curate and retrain one route")
+    parser.add_argument("--config-json", type=Path, required=True)
+    parser.add_argument("--route", required=True)
+    args = parser.parse_args(argv)
+    raw = json.loads(args.config_json.read_text())
+    config = config_from_dict(raw, environ={})
+    result = run_job(config, args.route)
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

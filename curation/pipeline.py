@@ -1,0 +1,76 @@
+"""The stages in their order, from a segments connection to train, eval and reference stats.
+
+Kept apart from `job` (which decides whether to run and writes the version) so that tests and
+the benchmark can run the stages on a connection without touching the dataset folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+
+from apprentice.config import RouteConfig
+from curation.balance import balance_pairs
+from curation.dedupe import dedupe_pairs
+from curation.feedback import apply_feedback, load_feedback
+from curation.pairs import Pair
+from curation.quality import keep_good_answers
+from curation.reference import Reference, reference_stats
+from curation.report import ClusterRow, StageReport
+from curation.scrub import scrub_pairs
+from curation.select import read_rows, select_pairs
+from curation.split import PriorEval, split_pairs
+
+
+@dataclass
+class StageOutput:
+    rows_read: int
+    train: list[Pair]
+    evaluation: list[Pair]
+    reports: list[StageReport]
+    clusters: list[ClusterRow]
+    reference: Reference
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def run_stages(
+    con: duckdb.DuckDBPyConnection,
+    route: RouteConfig,
+    task: str | None,
+    since: datetime | None,
+    prior: PriorEval,
+    advance: Callable[[str], None] = lambda name: None,
+) -> StageOutput:
+    """Run every stage on the route's rows in `con`; `advance` is told each finished stage."""
+    settings = route.curation
+    rows_read, table = read_rows(con, route.name, task, since)
+    selection = select_pairs(rows_read, table, settings)
+    del table  # the raw JSON text is no longer needed; let it go before the heavy stages
+    reports = [selection.report]
+    advance("select")
+    pairs, report = keep_good_answers(selection.pairs, settings)
+    reports.append(report)
+    advance("quality")
+    pairs, report = apply_feedback(pairs, load_feedback(con, route.name), settings)
+    reports.append(report)
+    advance("feedback")
+    pairs, report = scrub_pairs(pairs, settings)
+    reports.append(report)
+    advance("scrub")
+    pairs, report = dedupe_pairs(pairs, settings)
+    reports.append(report)
+    advance("dedupe")
+    pairs, report, clusters = balance_pairs(pairs, settings, prior.request_ids)
+    reports.append(report)
+    advance("balance")
+    train, evaluation, report = split_pairs(pairs, settings, prior)
+    reports.append(report)
+    advance("split")
+    reference = reference_stats(train, settings)
+    advance("reference")
+    return StageOutput(
+        rows_read, train, evaluation, reports, clusters, reference, selection.skipped
+    )

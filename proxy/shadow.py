@@ -1,0 +1,100 @@
+"""Shadow comparisons: a teacher-served request also sent to a student, off the response path.
+
+The client has its answer before the student is asked. The pair (teacher answer, student
+answer, both latencies, exact match and token F1 as in the retrain evaluation) is logged as a
+student row carrying the teacher row's `shadow_pair_id`, and counted by verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from proxy.exchange import Exchange
+from proxy.sse import reassemble
+from proxy.state import ProxyState, new_request_id
+from proxy.student_protocol import StudentError
+
+log = logging.getLogger("apprentice.shadow")
+
+
+def schedule_shadow(state: ProxyState, exchange: Exchange, version: str) -> None:
+    """Start the comparison in the background; the caller never waits for it."""
+    exchange.shadow_pair_id = f"pair_{uuid.uuid4().hex[:16]}"
+    task = asyncio.get_running_loop().create_task(compare(state, exchange, version))
+    state.background.add(task)
+    task.add_done_callback(state.background.discard)
+
+
+async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
+    """Ask the student, compare with the teacher's answer, record the pair."""
+    from retrain.evaluation import exact_match, token_f1
+
+    assert state.students is not None and state.rollout is not None
+    route = teacher.route_config
+    teacher_text = teacher_answer(teacher)
+    if teacher_text is None:
+        return
+    payload = teacher.payload | {"stream": False}
+    started, result, error = time.perf_counter(), None, None
+    try:
+        student = await state.students.get(route.name, int(version.removeprefix("v")))
+        if student.supports(payload) is not None:
+            return
+        result = await asyncio.wait_for(student.complete(payload), route.canary.student_timeout_s)
+    except (StudentError, TimeoutError, OSError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    latency = time.perf_counter() - started
+    student_text = None
+    if result is not None:
+        choices = result.response.get("choices") or [{}]
+        student_text = (choices[0].get("message") or {}).get("content") or ""
+    tags: dict[str, Any] = {"shadow": True, "teacher_request_id": teacher.request_id,
+                            "teacher_latency_ms": (teacher.latency_s or 0) * 1000,
+                            "student_latency_ms": latency * 1000}  # fmt: skip
+    if student_text is None:
+        verdict = "error"
+    else:
+        agree = exact_match(student_text, teacher_text)
+        tags |= {"exact_match": agree, "token_f1": token_f1(student_text, teacher_text)}
+        verdict = "agree" if agree else "disagree"
+    tags["verdict"] = verdict
+    state.metrics.shadow_comparisons.labels(route.name, verdict).inc()
+    state.rollout.record_shadow(route.name, verdict, student_text)
+    state.logbook.submit(
+        Exchange(
+            request_id=new_request_id(), route=route.name, route_config=route,
+            accounting=teacher.accounting, started_at=teacher.started_at, payload=payload,
+            request_body=teacher.request_body, stream=False, served_by=f"student:{version}",
+            task=teacher.task, session_hash=teacher.session_hash, key_id=teacher.key_id,
+            status=200 if result else 500, outcome="ok" if result else "error", error=error,
+            response_body=orjson.dumps(result.response) if result else None,
+            latency_s=latency, ttft_s=latency, shadow_pair_id=teacher.shadow_pair_id,
+            tags=tags, shadow=True,
+        )
+    )  # fmt: skip
+
+
+def teacher_answer(exchange: Exchange) -> str | None:
+    """The text of the teacher's first choice, or None when there is none to compare."""
+    if exchange.status != 200 or exchange.outcome != "ok":
+        return None
+    if exchange.stream:
+        response = reassemble(exchange.chunks).response
+    else:
+        try:
+            response = orjson.loads(exchange.response_body or b"null")
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(response, dict) or not response.get("choices"):
+        return None
+    message = response["choices"][0].get("message") or {}
+    if message.get("tool_calls"):
+        return None  # students do not make tool calls; nothing fair to compare
+    content = message.get("content")
+    return content if isinstance(content, str) else None
