@@ -350,5 +350,42 @@ def _route(cfg: Config, name: str) -> RouteConfig:
         raise typer.Exit(2) from None
 
 
+@app.command()
+def demo(
+    quick: Annotated[
+        bool, typer.Option(help="Smaller student, fewer requests, same phases.")
+    ] = False,
+    keep: Annotated[
+        Path | None, typer.Option(help="Keep the data here (default: a temporary folder).")
+    ] = None,
+    plain: Annotated[bool, typer.Option(help="No live screen (logs and CI).")] = False,
+) -> None:
+    """The whole loop offline: teacher traffic, a student trained, canary, drift, a new student."""
+    import asyncio
+
+    from apprentice.demo.plan import plan_for
+    from apprentice.demo.run import data_dir_for, remove, run_demo
+    from apprentice.demo.summary import render, save_records
+    from apprentice.demo.view import DemoView
+
+    data_dir, kept = data_dir_for(keep)
+    plan = plan_for(quick)
+    console.print(f"apprentice demo ({'quick' if quick else 'full'}); data in {data_dir}")
+    with DemoView(console, live=not plain) as view:
+        outcome = asyncio.run(run_demo(plan, data_dir, view))
+    summary = render(outcome, console)
+    save_records(outcome, summary)
+    if outcome.ok:
+        console.print(f"[green]done[/green]: phases at {outcome.phases}")
+    else:
+        err.print(f"[red]the demo stopped in phase {outcome.failed_phase!r}[/red]; "
+                  f"see {data_dir / 'serve.log'}")  # fmt: skip
+    if not kept and outcome.ok:
+        console.print("(temporary data removed; pass --keep DIR to keep it)")
+        remove(data_dir)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

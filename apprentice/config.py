@@ -64,6 +64,17 @@ class LogbookConfig(_Strict):
     )
 
 
+class StudentsConfig(_Strict):
+    """How in-process students serve (all routes of this server)."""
+
+    num_threads: int = Field(1, ge=1, le=64, description="torch threads for generation.")
+    batch_window_ms: float = Field(
+        2.0, ge=0, le=1000, description="How long a request waits for others to batch with."
+    )
+    max_batch_size: int = Field(16, ge=1, le=256, description="Requests decoded together.")
+    max_tokens: int = Field(256, ge=1, description="Cap on (and default of) max_tokens.")
+
+
 class RouteConfig(_Strict):
     name: str = Field(description="The `model` clients send; also the route's folder name.")
     teacher: str = Field(description="The teacher as a litellm model string, e.g. openai/gpt-4o.")
@@ -125,6 +136,7 @@ class Config(_Strict):
     data_dir: Path = Field(Path("./apprentice-data"), description="Logbook, datasets, students.")
     server: ServerConfig = Field(default_factory=ServerConfig)
     logbook: LogbookConfig = Field(default_factory=LogbookConfig)
+    students: StudentsConfig = Field(default_factory=StudentsConfig)
     routes: list[RouteConfig] = Field(default_factory=list)
 
     @field_validator("routes")
@@ -195,7 +207,11 @@ def _resolve_secrets(value: Any, env: Mapping[str, str], path: str) -> Any:
 def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """APPRENTICE_SECTION__FIELD overrides; names that are not config fields are ignored."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    sections: dict[str, type[BaseModel]] = {"server": ServerConfig, "logbook": LogbookConfig}
+    sections: dict[str, type[BaseModel]] = {
+        "server": ServerConfig,
+        "logbook": LogbookConfig,
+        "students": StudentsConfig,
+    }
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue

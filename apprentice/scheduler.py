@@ -54,6 +54,8 @@ class Scheduler:
         self.routes = {r.name: RouteSchedule() for r in config.routes}
         self._config_file = config.data_dir / "jobs" / "config.json"
         self._row_counts: dict[Path, int] = {}
+        # "Every T hours" counts from the server's start until a first run has happened.
+        self.started_at = datetime.now(UTC)
 
     def trigger(self, route: str) -> bool:
         """Run this route at the next tick whatever the row count; False if already running."""
@@ -90,7 +92,7 @@ class Scheduler:
                 ScheduleState(
                     running=is_running(self.config.data_dir, route.name),
                     rows_since_last_dataset=rows,
-                    last_run_at=state.last_run_at,
+                    last_run_at=state.last_run_at or self.started_at,
                     last_run_failed=state.last_failed,
                 ),
                 route.retrain,

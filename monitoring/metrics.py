@@ -159,7 +159,7 @@ class Metrics:
         self.student_bypassed = Counter(
             "apprentice_student_bypassed_total",
             "Requests routed to a student but sent to the teacher because the student cannot "
-            "serve them, by reason (unsupported_feature, n_gt_1, no_student).",
+            "serve them, by reason (tools, n>1, images, audio, files, stop, content).",
             ["route", "reason"],
             registry=r,
         )

@@ -98,7 +98,15 @@ async def _start(config: Config, metrics: Metrics) -> ProxyState:
         ),
         rollout=rollout,
         scheduler=scheduler,
-        students=StudentPool(config.data_dir, StudentSettings()),
+        students=StudentPool(
+            config.data_dir,
+            StudentSettings(
+                num_threads=config.students.num_threads,
+                batch_window_ms=config.students.batch_window_ms,
+                max_batch_size=config.students.max_batch_size,
+                max_tokens_limit=config.students.max_tokens,
+            ),
+        ),
     )
     state.loops = [asyncio.create_task(rollout.run(state.stop))]
     if any(r.retrain.schedule for r in config.routes):

@@ -12,43 +12,10 @@ from typing import Any
 import pytest
 import torch
 
-from apprentice.config import RouteConfig
 from proxy.student_backend import InProcessStudent, StudentPool, StudentSettings
 from proxy.student_protocol import StudentError
-from retrain.job import run_retrain
 from retrain.models import load_student
-from retrain.settings import RetrainSettings
-from tests.retrain.triage_task import SYSTEM, make_rows, write_dataset
-
-# Just enough training that answers look like JSON and usually end on EOS (~10 s on 1 thread).
-QUICK = RetrainSettings(
-    tiny_hidden_size=64,
-    tiny_vocab_size=400,
-    pretrain_steps=20,
-    max_steps=160,
-    warmup_steps=10,
-    batch_size=16,
-    learning_rate=1e-2,
-    eval_every=1000,
-    eval_sample=4,
-    latency_samples=1,
-    max_new_tokens=24,
-    gate={"exact_match": 0.0},
-)
-
-
-@pytest.fixture(scope="session")
-def student_data() -> Iterator[tuple[Path, int]]:
-    import tempfile
-
-    torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp)
-        rows = make_rows(208, seed=3)
-        write_dataset(data_dir, "triage", 1, rows[:200], rows[200:])
-        route = RouteConfig(name="triage", teacher="rule/triage", retrain=QUICK)
-        result = run_retrain(data_dir, route, progress=False)
-        yield data_dir, result.version
+from tests.retrain.triage_task import SYSTEM, make_rows
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,110 @@
+"""`apprentice demo --quick`, end to end, judged from the logbook and the metrics it left."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from apprentice.demo.task import teacher_answer
+from apprentice.segments import open_segments
+
+ROUTE = "support-triage"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("demo")
+    proc = subprocess.run(
+        [sys.executable, "-m", "apprentice.cli", "demo", "--quick", "--plain", "--keep",
+         str(data_dir)],
+        capture_output=True, text=True, timeout=600, env=os.environ | {"COLUMNS": "120"},
+    )  # fmt: skip
+    summary = data_dir / "demo-summary.json"
+    assert summary.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return data_dir
+
+
+def transitions(data_dir: Path) -> list[tuple[str, str, str, str]]:
+    con = duckdb.connect(str(data_dir / "apprentice.duckdb"), read_only=True)
+    try:
+        return [
+            (str(v), f, t, r)
+            for v, f, t, r in con.execute(
+                "SELECT version, from_state, to_state, reason FROM canary_transitions "
+                "WHERE route = ? ORDER BY seq",
+                [ROUTE],
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+
+
+def metric(data_dir: Path, name: str, label: str) -> float:
+    text = (data_dir / "metrics-final.prom").read_text()
+    values = [
+        float(m.group(2))
+        for m in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.MULTILINE)
+        if label in m.group(1)
+    ]
+    return sum(values)
+
+
+def test_demo_completes_every_phase_without_a_failed_request(demo_dir: Path) -> None:
+    summary = json.loads((demo_dir / "demo-summary.json").read_text())
+    assert summary["ok"], summary
+    assert summary["failures"] == 0, summary["failure_examples"]
+
+
+def test_first_student_was_promoted_then_taken_off_traffic_then_a_second_promoted(
+    demo_dir: Path,
+) -> None:
+    changes = transitions(demo_dir)
+    promoted = [v for v, _, to, _ in changes if to == "promoted"]
+    assert promoted[:1] == ["v1"] and len(set(promoted)) >= 2, changes
+    first_promotion = next(i for i, c in enumerate(changes) if c[2] == "promoted")
+    later = changes[first_promotion + 1 :]
+    off = [c for c in later if c[2] in ("rolled_back", "paused")]
+    assert off, f"the shifted traffic neither rolled back nor held the student: {changes}"
+    assert any(c[2] == "promoted" and c[0] != "v1" for c in later[later.index(off[0]) :])
+
+
+def test_students_served_a_real_share_and_matched_the_teacher(demo_dir: Path) -> None:
+    con = open_segments(demo_dir, ROUTE)
+    rows = con.execute(
+        "SELECT request, response FROM requests WHERE served_by LIKE 'student:%' "
+        "AND (tags IS NULL OR tags NOT LIKE '%\"shadow\":true%') AND status = 200"
+    ).fetchall()
+    served = con.execute(
+        "SELECT count(*) FROM requests WHERE tags IS NULL OR tags NOT LIKE '%\"shadow\":true%'"
+    ).fetchone()
+    assert served is not None
+    assert len(rows) >= 0.1 * served[0], (len(rows), served[0])
+    agree = 0
+    for request, response in rows:
+        message = json.loads(request)["messages"][-1]["content"]
+        answer = json.loads(response)["choices"][0]["message"]["content"]
+        agree += json.loads(answer) == json.loads(teacher_answer(message))
+    assert agree / len(rows) >= 0.9
+    assert metric(demo_dir, "apprentice_teacher_cost_avoided_usd_total", ROUTE) > 0
+    assert metric(demo_dir, "apprentice_requests_total", 'served_by="student"') > 0
+
+
+def test_the_shift_raised_drift(demo_dir: Path) -> None:
+    summary = json.loads((demo_dir / "demo-summary.json").read_text())
+    timeline = json.loads((demo_dir / "demo-timeline.json").read_text())
+    before = [
+        p["drift"] for p in timeline if p["drift"] is not None and p["t"] < summary["shifted_at"]
+    ]
+    after = [
+        p["drift"] for p in timeline if p["drift"] is not None and p["t"] >= summary["shifted_at"]
+    ]
+    assert after, "no drift score was exported after the shift"
+    assert max(after) > 0.2 and max(after) > 2 * max(before or [0.0]), (before, after)
