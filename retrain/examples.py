@@ -65,9 +65,11 @@ def build_example(tokenizer: Any, row: dict[str, Any], max_length: int) -> Examp
         return None
     prompt = prompt_ids(tokenizer, row)
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-    target = [*answer_ids, tokenizer.eos_token_id][: max_length // 2 or 1]
-    # Keep the end of the prompt (the user's latest words) when the whole does not fit.
-    prompt = prompt[-(max_length - len(target)) :]
+    # Too long: the answer keeps all but a quarter of the room (its EOS teaches stopping), and
+    # the prompt keeps its end (the user's latest words).
+    target = [*answer_ids, tokenizer.eos_token_id]
+    target = target[: max_length - min(len(prompt), max_length // 4)]
+    prompt = prompt[max(0, len(prompt) + len(target) - max_length) :]
     ids = prompt + target
     labels = [IGNORE] * len(prompt) + target
     soft = align_teacher_logprobs(tokenizer, answer_ids, row.get("teacher_logprobs"))

@@ -59,6 +59,7 @@ class _Start:
     current: registry.StudentInfo | None
     warm_from: Path | None
     replay_rows: list[dict[str, Any]]
+    progress: bool
 
 
 def run_retrain(
@@ -80,9 +81,13 @@ def run_retrain(
     if base is not None or method is not None:
         update = {"base": base or settings.base, "method": method or settings.method}
         settings = RetrainSettings.model_validate({**settings.model_dump(), **update})
-    version = dataset_version or _latest_dataset(data_dir, route.name)
+    version = _dataset_version(data_dir, route.name, dataset_version)
     torch.set_num_threads(settings.num_threads)
     models.offline()
+    if not progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the weight loading/saving bars
     with route_lock(data_dir, route.name):
         number, staging = registry.allocate(data_dir, route.name)
         handler = _file_log(staging / "train.log")
@@ -99,13 +104,17 @@ def run_retrain(
     return result
 
 
-def _latest_dataset(data_dir: Path, route: str) -> int:
+def _dataset_version(data_dir: Path, route: str, wanted: int | None) -> int:
     versions = dataset_versions(data_dir, route)
     if not versions:
         raise FileNotFoundError(
             f"Route {route!r} has no dataset yet; run `apprentice curate --route {route}` first."
         )
-    return versions[-1]
+    if wanted is not None and wanted not in versions:
+        raise FileNotFoundError(
+            f"Route {route!r} has no dataset v{wanted}; it has v{', v'.join(map(str, versions))}."
+        )
+    return versions[-1] if wanted is None else wanted
 
 
 def _file_log(path: Path) -> logging.Handler:
@@ -128,8 +137,13 @@ def _run(
     set_seed(settings.seed)
     train_rows = ex.read_split(data_dir, route, dataset_version, "train")
     eval_rows = ex.read_split(data_dir, route, dataset_version, "eval")
-    log.info("route %s dataset v%d: %d train, %d eval rows", route, dataset_version,
-             len(train_rows), len(eval_rows))
+    log.info(
+        "route %s dataset v%d: %d train, %d eval rows",
+        route,
+        dataset_version,
+        len(train_rows),
+        len(eval_rows),
+    )
     start = _starting_point(data_dir, route, settings, train_rows, progress)
     model, tokenizer = models.load_base(start.base_path)
     base_report = _evaluate(model, tokenizer, eval_rows, settings)
@@ -138,39 +152,59 @@ def _run(
         cur_model, cur_tok = models.load_student(start.current.path)
         current_report = _evaluate(cur_model, cur_tok, eval_rows, settings)
         del cur_model
-    model = _trainable(model, settings, start)
-    rows = train_rows + start.replay_rows
-    train_ex = [e for r in rows if (e := ex.build_example(tokenizer, r, settings.max_length))]
-    eval_ex = [e for r in eval_rows if (e := ex.build_example(tokenizer, r, settings.max_length))]
-    result = train(model, tokenizer, train_ex, eval_ex, eval_rows, settings, progress)
-    if settings.method == "lora" and not _has_modules_to_save(model):
-        model.merge_adapter()  # merged weights generate faster; unmerged again before saving
+    model, result = _train_and_save(
+        model, tokenizer, train_rows, eval_rows, settings, start, staging
+    )
     report = _evaluate(model, tokenizer, eval_rows, settings)
-    if settings.method == "lora" and not _has_modules_to_save(model):
-        model.unmerge_adapter()
     current_metrics = current_report.metrics if current_report else None
     verdict = check_gate(report.metrics, settings.gate, current_metrics, settings.beat_margin)
     status = registry.CANDIDATE if verdict.passed else registry.REJECTED
-    model.save_pretrained(staging)
-    if settings.method == "full":
-        tokenizer.save_pretrained(staging)
     reports = {"student": report, "base": base_report, "current": current_report}
     manifest = _manifest(route, number, status, dataset_version, settings, start, result, reports)
     manifest["gate"] = {"passed": verdict.passed, "reasons": verdict.reasons}
     _write_outputs(staging, manifest, reports, result, route, number)
     path = registry.publish(staging)
+    # stderr: stdout stays free for a caller's --json output.
     print(_summary(route, number, status, verdict.reasons, manifest["metrics"]), file=sys.stderr)
     return RetrainResult(
-        route, number, path, status, verdict.passed, verdict.reasons, dataset_version,
-        report.metrics, base_report.metrics, current_metrics, result.seconds,
-        {"steps": result.steps, "tokens": result.tokens, "replay_rows": len(start.replay_rows)},
+        route=route,
+        version=number,
+        path=path,
+        status=status,
+        passed=verdict.passed,
+        reasons=verdict.reasons,
+        dataset_version=dataset_version,
+        metrics=report.metrics,
+        base_metrics=base_report.metrics,
+        current_metrics=current_metrics,
+        train_seconds=result.seconds,
+        extra={"steps": result.steps, "tokens": result.tokens, "replay": len(start.replay_rows)},
     )
 
 
-def _has_modules_to_save(model: Any) -> bool:
-    # merge_adapter leaves modules_to_save copies active, so merging is safe, but unmerging a
-    # model whose lm_head copy is tied to nothing is a needless risk; skip it then.
-    return bool(getattr(getattr(model, "peft_config", {}).get("default"), "modules_to_save", None))
+def _train_and_save(
+    model: Any,
+    tokenizer: Any,
+    train_rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]],
+    settings: RetrainSettings,
+    start: _Start,
+    staging: Path,
+) -> tuple[Any, TrainResult]:
+    """Train, save the adapter (or full model) to staging, return the model to evaluate."""
+    model = _trainable(model, settings, start)
+    rows = train_rows + start.replay_rows
+    train_ex = [e for r in rows if (e := ex.build_example(tokenizer, r, settings.max_length))]
+    eval_ex = [e for r in eval_rows if (e := ex.build_example(tokenizer, r, settings.max_length))]
+    result = train(
+        model, tokenizer, train_ex, eval_ex, eval_rows, settings, progress=start.progress
+    )
+    model.save_pretrained(staging)
+    if settings.method == "full":
+        tokenizer.save_pretrained(staging)
+        return model, result
+    # Evaluate what serving runs: the adapter merged into the base.
+    return model.merge_and_unload(), result
 
 
 def _evaluate(
@@ -200,7 +234,7 @@ def _starting_point(
         if same_base and manifest["method"] == settings.method:
             warm_from = current.path
             replay = _replay(data_dir, route, manifest, train_rows, settings)
-    return _Start(settings.base, base_path, current, warm_from, replay)
+    return _Start(settings.base, base_path, current, warm_from, replay, progress)
 
 
 def _replay(
@@ -226,7 +260,6 @@ def _replay(
 
 
 def _trainable(model: Any, settings: RetrainSettings, start: _Start) -> Any:
-    is_tiny = settings.base == "tiny"
     if settings.method == "full":
         if start.warm_from is not None:
             model, _ = models.load_base(start.warm_from)
@@ -234,7 +267,7 @@ def _trainable(model: Any, settings: RetrainSettings, start: _Start) -> Any:
         return model
     if start.warm_from is not None:
         return models.with_adapter(model, start.warm_from, trainable=True)
-    return models.with_lora(model, settings, is_tiny)
+    return models.with_lora(model, settings)
 
 
 def _manifest(
@@ -262,13 +295,20 @@ def _manifest(
         "dataset_version": dataset_version,
         "seed": settings.seed,
         "config": settings.model_dump(),
-        "training": {"steps": result.steps, "seconds": round(result.seconds, 2),
-                     "tokens": result.tokens, "final_loss": result.final_loss},
+        "training": {
+            "steps": result.steps,
+            "seconds": round(result.seconds, 2),
+            "tokens": result.tokens,
+            "final_loss": result.final_loss,
+        },
         "metrics": {k: (r.metrics if r else None) for k, r in reports.items()},
         "warm_start_from": str(start.warm_from) if start.warm_from else None,
         "replay_rows": len(start.replay_rows),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "peft": peft.__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+        },
     }
 
 

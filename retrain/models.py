@@ -22,8 +22,17 @@ def offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
-def load_base(path: Path, dtype: torch.dtype | None = None) -> tuple[Any, Any]:
-    """A local causal-LM folder's model and tokenizer (pad token falls back to EOS)."""
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_base(
+    path: Path, dtype: torch.dtype | None = None, device: str | None = None
+) -> tuple[Any, Any]:
+    """A local causal-LM folder's model and tokenizer (pad token falls back to EOS).
+
+    The model goes to `device` (default: CUDA when present, else CPU).
+    """
     offline()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -38,18 +47,10 @@ def load_base(path: Path, dtype: torch.dtype | None = None) -> tuple[Any, Any]:
     if tokenizer.chat_template is None:
         raise ValueError(f"The tokenizer in {path} has no chat template; add one or use tiny.")
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
-    return model, tokenizer
+    return model.to(device or default_device()), tokenizer
 
 
-def default_modules_to_save(settings: RetrainSettings, is_tiny: bool) -> list[str]:
-    if settings.lora_modules_to_save is not None:
-        return list(settings.lora_modules_to_save)
-    # On tiny, a trainable output layer sharpens LoRA's soft distributions (FINDINGS: loss
-    # plateau ~0.22/token without it); on a real base it would copy a huge matrix.
-    return ["lm_head"] if is_tiny else []
-
-
-def with_lora(model: Any, settings: RetrainSettings, is_tiny: bool) -> Any:
+def with_lora(model: Any, settings: RetrainSettings) -> Any:
     """A fresh trainable LoRA adapter on `model`."""
     from peft import LoraConfig, get_peft_model
 
@@ -58,7 +59,7 @@ def with_lora(model: Any, settings: RetrainSettings, is_tiny: bool) -> Any:
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,
         target_modules=list(settings.lora_target_modules),
-        modules_to_save=default_modules_to_save(settings, is_tiny) or None,
+        modules_to_save=list(settings.lora_modules_to_save) or None,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
@@ -79,7 +80,7 @@ def student_base_path(student: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def load_student(student: Path, merge: bool = True) -> tuple[Any, Any]:
+def load_student(student: Path, merge: bool = True, device: str | None = None) -> tuple[Any, Any]:
     """A registered student ready for generation: (model in eval mode, tokenizer).
 
     LoRA students are loaded on their base and, with `merge`, folded into it for faster
@@ -87,9 +88,9 @@ def load_student(student: Path, merge: bool = True) -> tuple[Any, Any]:
     """
     manifest = read_manifest(student)
     if manifest["method"] == "full":
-        model, tokenizer = load_base(student)
+        model, tokenizer = load_base(student, device=device)
     else:
-        model, tokenizer = load_base(student_base_path(student, manifest))
+        model, tokenizer = load_base(student_base_path(student, manifest), device=device)
         model = with_adapter(model, student, trainable=False)
         if merge:
             model = model.merge_and_unload()

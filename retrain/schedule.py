@@ -50,12 +50,16 @@ def decide(state: ScheduleState, settings: RetrainSettings, now: datetime) -> De
     if state.rows_since_last_dataset <= 0:
         return Decision(False, "no new rows since the last dataset")
     if state.rows_since_last_dataset >= settings.min_new_rows:
-        return Decision(True, f"{state.rows_since_last_dataset} new rows (>= {settings.min_new_rows})")
+        return Decision(
+            True, f"{state.rows_since_last_dataset} new rows (>= {settings.min_new_rows})"
+        )
     if settings.every_hours is not None:
         period = timedelta(hours=settings.every_hours)
         if since is None or since >= period:
             return Decision(True, f"{settings.every_hours:g} h passed with new rows")
-    return Decision(False, f"{state.rows_since_last_dataset} new rows, waiting for more or for time")
+    return Decision(
+        False, f"{state.rows_since_last_dataset} new rows, waiting for more or for time"
+    )
 
 
 def _lock_path(data_dir: Path, route: str) -> Path:

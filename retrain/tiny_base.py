@@ -75,7 +75,9 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenize
     return wrapped
 
 
-def tiny_config(vocab_size: int, settings: RetrainSettings, pad_id: int, eos_id: int) -> LlamaConfig:
+def tiny_config(
+    vocab_size: int, settings: RetrainSettings, pad_id: int, eos_id: int
+) -> LlamaConfig:
     hidden = settings.tiny_hidden_size
     return LlamaConfig(
         vocab_size=vocab_size,
@@ -191,7 +193,7 @@ def _pretrain(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if bar is not None:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             bar.update(1)

@@ -123,12 +123,15 @@ def train(
                 point["eval_loss"] = sum(losses) / len(losses)
         if sample:
             answers = generate(unwrapped, tokenizer, sample_prompts, min(answer_budget, 256))
-            hits = [exact_match(a, r["answer_text"] or "") for a, r in zip(answers, sample)]
+            hits = [
+                exact_match(a, r["answer_text"] or "") for a, r in zip(answers, sample, strict=True)
+            ]
             point["eval_exact_match"] = sum(hits) / len(hits)
         model.train()
         return point
 
-    history: list[dict[str, float]] = []
+    # Step 0 shows where training starts from (a pretrained base already knows some answers).
+    history: list[dict[str, float]] = [evaluate_point(0)] if accelerator.is_main_process else []
     bar = None
     if progress and accelerator.is_main_process:
         from tqdm.auto import tqdm
@@ -163,11 +166,18 @@ def train(
                 point = evaluate_point(step)
                 history.append(point)
                 log.info(
-                    "step %d loss %.4f eval %s (%.0f tok/s)", step, loss_ema, point, tokens / elapsed
+                    "step %d loss %.4f eval %s (%.0f tok/s)",
+                    step,
+                    loss_ema,
+                    point,
+                    tokens / elapsed,
                 )
             if step >= settings.max_steps or out_of_time:
                 break
-        if settings.max_seconds is not None and time.perf_counter() - started > settings.max_seconds:
+        if (
+            settings.max_seconds is not None
+            and time.perf_counter() - started > settings.max_seconds
+        ):
             break
     seconds = time.perf_counter() - started
     if bar is not None:

@@ -1,0 +1,124 @@
+"""End to end: the tiny base on a small triage dataset, a few steps on one CPU thread."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from apprentice.config import RouteConfig
+from retrain import registry
+from retrain.evaluation import generate
+from retrain.examples import prompt_ids
+from retrain.job import run_retrain
+from retrain.models import load_student
+from retrain.schedule import RetrainBusy, route_lock
+from retrain.settings import RetrainSettings
+from tests.retrain.triage_task import make_rows, write_dataset
+
+FAST = RetrainSettings(
+    tiny_hidden_size=64,
+    tiny_vocab_size=400,
+    pretrain_steps=20,  # a weak floor, so "beats the base" measures the distillation
+    max_steps=400,
+    warmup_steps=10,
+    batch_size=16,
+    learning_rate=1e-2,
+    eval_every=50,
+    eval_sample=16,
+    latency_samples=4,
+    max_new_tokens=32,
+    gate={"exact_match": 0.0},
+)
+
+
+def _route(**overrides: object) -> RouteConfig:
+    settings = RetrainSettings.model_validate({**FAST.model_dump(), **overrides})
+    return RouteConfig(name="triage", teacher="rule/triage", retrain=settings)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    data_dir = tmp_path_factory.mktemp("data")
+    rows = make_rows(360, seed=3)
+    write_dataset(data_dir, "triage", 1, rows[:300], rows[300:])
+    return data_dir, run_retrain(data_dir, _route(), progress=False)
+
+
+@pytest.mark.slow
+def test_student_is_registered_and_beats_the_untrained_base(trained: tuple) -> None:
+    data_dir, result = trained
+    assert result.version == 1 and result.dataset_version == 1
+    assert result.metrics["exact_match"] > result.base_metrics["exact_match"]
+    assert result.metrics["exact_match"] >= 0.5  # measured 0.93 at 400 steps
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "manifest.json",
+        "eval.json",
+        "training.png",
+        "train.log",
+    ):
+        assert (result.path / name).exists(), name
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["status"] == result.status == "candidate"
+    assert manifest["seed"] == 0 and manifest["config"]["max_steps"] == 400
+    assert manifest["base_path"] == str(registry.base_dir(data_dir, "triage"))
+    assert manifest["metrics"]["base"]["exact_match"] == result.base_metrics["exact_match"]
+    report = json.loads((result.path / "eval.json").read_text())
+    assert len(report["worst"]) <= 20 and report["gate"]["passed"]
+    assert [s.version for s in registry.list_students(data_dir, "triage")] == [1]
+
+
+@pytest.mark.slow
+def test_registered_adapter_loads_and_generates(trained: tuple) -> None:
+    _, result = trained
+    model, tokenizer = load_student(result.path)
+    row = make_rows(1, seed=99)[0]
+    [answer] = generate(model, tokenizer, [prompt_ids(tokenizer, row)], max_new_tokens=32)
+    assert answer.startswith("{")  # it learned the answer format at least
+
+
+@pytest.mark.slow
+def test_next_version_warm_starts_with_replay(trained: tuple) -> None:
+    data_dir, first = trained
+    rows = make_rows(200, seed=4, start=1000)
+    write_dataset(data_dir, "triage", 2, rows[:160], rows[160:])
+    result = run_retrain(data_dir, _route(max_steps=30, warmup_steps=5), progress=False)
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert result.version == 2 and result.dataset_version == 2
+    assert manifest["warm_start_from"] == str(first.path)
+    assert manifest["replay_rows"] == 32  # 20% of 160 new rows, from dataset v1
+    # The incumbent was evaluated on the new eval split, beside the new student.
+    assert result.current_metrics is not None and result.current_metrics["n"] == 40
+    assert result.passed == (result.status == "candidate")
+
+
+def test_a_second_run_of_a_route_is_refused(tmp_path: Path) -> None:
+    rows = make_rows(20, seed=5)
+    write_dataset(tmp_path, "triage", 1, rows[:16], rows[16:])
+    with route_lock(tmp_path, "triage"), pytest.raises(RetrainBusy):
+        run_retrain(tmp_path, _route(), progress=False)
+
+
+def test_no_dataset_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="apprentice curate --route triage"):
+        run_retrain(tmp_path, _route(), progress=False)
+
+
+def test_unknown_dataset_version_is_named(tmp_path: Path) -> None:
+    rows = make_rows(20, seed=5)
+    write_dataset(tmp_path, "triage", 1, rows[:16], rows[16:])
+    with pytest.raises(FileNotFoundError, match="no dataset v3; it has v1"):
+        run_retrain(tmp_path, _route(), dataset_version=3, progress=False)
+
+
+def test_a_failed_run_keeps_its_log_and_publishes_nothing(tmp_path: Path) -> None:
+    rows = [{**r, "weight": 0.0} for r in make_rows(20, seed=5)]
+    write_dataset(tmp_path, "triage", 1, rows[:16], rows[16:])
+    with pytest.raises(ValueError, match="no usable training rows"):
+        run_retrain(tmp_path, _route(pretrain_steps=0), progress=False)
+    assert registry.list_students(tmp_path, "triage") == []
+    [failed] = registry.students_root(tmp_path, "triage").glob(".v1.failed-*")
+    assert "no usable training rows" in (failed / "train.log").read_text()
