@@ -128,6 +128,11 @@ class Logbook:
             self._pending[exchange.request_id] = exchange.route
         self._queue.append(("requests", exchange))
 
+    def expect(self, request_id: str, route: str) -> None:
+        """Know a request id from its start: a client may post feedback the moment its stream
+        ends, before the handler has finished and queued the exchange."""
+        self._pending[request_id] = route
+
     def submit_feedback(self, row: dict[str, Any]) -> None:
         """Queue a feedback row (already validated)."""
         self._queue.append(("feedback", row))

@@ -38,6 +38,7 @@ class RouteSchedule:
     last_run_at: datetime | None = None
     last_failed: bool = False
     forced: bool = False
+    rows_when_asked: int = 0
     runs: int = 0
 
 
@@ -63,6 +64,7 @@ class Scheduler:
         if state.running is not None:
             return False
         state.forced = True
+        state.rows_when_asked = self.new_rows(route)
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -98,9 +100,14 @@ class Scheduler:
                 route.retrain,
                 now,
             )
-            if decision.run or (state.forced and rows > 0):
+            # Counted from the ask: the rows that prompted it (drift) are the ones to learn.
+            asked = (
+                state.forced and rows - state.rows_when_asked >= route.retrain.asked_min_new_rows
+            )
+            if decision.run or asked:
+                reason = decision.reason if decision.run else f"asked for, {rows} new rows"
                 state.forced = False
-                log.info("retrain %s: %s", route.name, decision.reason)
+                log.info("retrain %s: %s", route.name, reason)
                 await self._start(route.name)
 
     def new_rows(self, route: str) -> int:

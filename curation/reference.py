@@ -118,7 +118,12 @@ class Reference:
 
 
 def reference_stats(train: list[Pair], settings: CurationSettings) -> Reference:
-    """Length histograms, token profile and cluster shares of the train rows."""
+    """Length histograms, token profile and cluster shares of the newest train rows.
+
+    A student trained after a shift learns from old and new traffic alike (replay); the
+    reference describes the newest `reference_rows`, the traffic it is expected to serve.
+    """
+    train = sorted(train, key=lambda p: p.started_at)[-settings.reference_rows :]
     counts: Counter[str] = Counter()
     prompt_lengths: list[int] = []
     answer_lengths: list[int] = []

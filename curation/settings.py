@@ -123,6 +123,12 @@ class CurationSettings(BaseModel):
     top_tokens: int = Field(
         1000, ge=10, le=100_000, description="Tokens kept in the reference frequency profile."
     )
+    reference_rows: int = Field(
+        1000,
+        ge=10,
+        description="The newest train rows the reference describes: drift compares live "
+        "traffic with what the student was trained for lately, not with its whole history.",
+    )
 
     @field_validator("refusal_patterns")
     @classmethod

@@ -228,10 +228,12 @@ class CanaryController:
         # A paused canary keeps serving and comparing as it was; it only stops moving.
         return self.paused_from if self.state == "paused" and self.paused_from else self.state
 
-    def start(self, version: str, *, force: bool = False) -> Transition:
+    def start(
+        self, version: str, *, force: bool = False, reason: str = "manual", detail: str = ""
+    ) -> Transition:
         """Put `version` in shadow; `force` replaces a candidate already being judged."""
         self._take(version, force, replace_same=True)
-        return self._move("shadow", 0, "manual", f"started {version} in shadow")
+        return self._move("shadow", 0, reason, detail or f"started {version} in shadow")
 
     def set_weight(self, version: str, pct: int, *, force: bool = False) -> Transition:
         """Serve `pct` percent of the route from `version` now; automatic steps go on from there."""

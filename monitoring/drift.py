@@ -196,7 +196,7 @@ class Reference:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"drift reference is missing or malformed: {exc}") from exc
-        if sum(reference.top_tokens.values()) + reference.other_share > 1.0 + 1e-6:
+        if sum(reference.top_tokens.values()) + reference.other_share > 1.0 + 1e-3:  # rounding
             raise ValueError("drift reference token shares add up to more than 1")
         return reference
 

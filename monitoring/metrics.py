@@ -38,7 +38,7 @@ class Metrics:
         self.requests = Counter(
             "apprentice_requests_total",
             "Chat completion requests answered, by route, who served them and outcome "
-            "(ok, client_error, upstream_error, error, client_disconnected).",
+            "(ok, upstream_error, error, client_disconnected).",
             ["route", "served_by", "outcome"],
             registry=r,
         )
@@ -185,7 +185,7 @@ class Metrics:
         self.canary_transitions = Counter(
             "apprentice_canary_transitions_total",
             "Canary state changes, by reason (checks_passed, agreement, error_ratio, latency, "
-            "fallback_ratio, drift, manual, restart).",
+            "fallback_ratio, drift, manual, auto_canary).",
             ["route", "from_state", "to_state", "reason"],
             registry=r,
         )

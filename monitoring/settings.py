@@ -123,7 +123,9 @@ class DriftSettings(BaseModel):
     )
     disagreement_act: float = Field(0.35, ge=0, le=1, description="Shadow disagreement: act.")
     pause_canary: bool = Field(
-        True, description="A score past its act level pauses the route's canary."
+        True,
+        description="A score past its act level takes a promoted student off traffic "
+        "(back to the teacher); candidates are judged by their own canary checks.",
     )
     trigger_retrain: bool = Field(
         False, description="A score past its act level starts a retrain on fresh data."

@@ -212,3 +212,23 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     return body
+
+
+@router.get("/jobs")
+async def jobs(request: Request) -> dict[str, Any]:
+    """The retrain schedule per route: whether a job runs now, runs so far, the last outcome."""
+    scheduler = proxy_state(request).scheduler
+    if scheduler is None:
+        return {"routes": {}}
+    return {
+        "routes": {
+            name: {
+                "running": state.running is not None,
+                "runs": state.runs,
+                "last_run_at": state.last_run_at,
+                "last_failed": state.last_failed,
+                "asked": state.forced,
+            }
+            for name, state in scheduler.routes.items()
+        }
+    }

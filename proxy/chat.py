@@ -40,6 +40,8 @@ async def chat_completions(request: Request) -> Response:
         state.metrics.client_errors.labels(exc.code or "invalid_request").inc()
         raise
     exchange = _exchange(state, request, route, payload, body, started, request_id, key)
+    if exchange.capture:
+        state.logbook.expect(request_id, route.name)
     if state.rollout is not None:
         sticky = request.headers.get("x-apprentice-session") or payload.get("user") or request_id
         version = state.rollout.choose(route.name, str(sticky))

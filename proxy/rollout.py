@@ -94,6 +94,7 @@ class Rollout:
         self._seen: dict[str, int] = {}
         self._pending: list[tuple[str, Transition | None]] = []
         self._reference_of: dict[str, str | None] = {}
+        self._retrain_asked: dict[str, str | None] = {}
         self.on_drift: Callable[[DriftReport], None] | None = None
 
     async def open(self) -> None:
@@ -192,31 +193,39 @@ class Rollout:
         await self._persist()
 
     def _judge(self, name: str) -> None:
-        route, ctl = self.routes[name], self.controllers[name]
+        ctl = self.controllers[name]
         report = self.drift.evaluate(name)
         if report is not None:
             self._act_on_drift(ctl, report)
-        drift_act = {m: route.drift.thresholds(m)[1] for m in (report.scores if report else {})}
+        drift_act: dict[str, float] = {}  # candidates: only canary.max_drift applies
         stats = self.traffic[name].stats(report, drift_act)
         decision = ctl.evaluate(stats)
         if decision.action != "none":
             log.info("canary %s: %s (%s)", name, decision.action, decision.reason)
-        self.traffic[name] = RouteTraffic()
-        self._interval_started[name] = self.clock()
+        if decision.action != "hold":
+            # Too little traffic to judge: keep counting into the same interval rather than
+            # start from zero, so a 5% holdout still adds up to enough pairs.
+            self.traffic[name] = RouteTraffic()
+            self._interval_started[name] = self.clock()
         self._pending.append((name, None))
 
     def _act_on_drift(self, ctl: CanaryController, report: DriftReport) -> None:
-        if self.on_drift is not None:
-            self.on_drift(report)
+        reference = self._reference_of.get(ctl.route)
+        if report.trigger_retrain and self._retrain_asked.get(ctl.route) != reference:
+            # Once per reference: the retrain it starts produces the student that fixes it.
+            self._retrain_asked[ctl.route] = reference
+            if self.on_drift is not None:
+                self.on_drift(report)
         if not report.pause_canary:
             return
         detail = "drift past its act threshold: " + ", ".join(
             f"{m}={report.scores[m]:.3f}" for m in report.acting
         )
-        if ctl.state == "promoted":  # the student no longer matches the traffic it serves
+        # Only a student serving traffic is taken off it: a candidate in shadow or canary is
+        # judged on live traffic by its own checks (agreement above all), and its drift check
+        # uses the route's explicit canary.max_drift thresholds.
+        if ctl.state == "promoted":
             ctl.rollback(detail=detail, reason="drift")
-        elif ctl.state == "shadow":
-            ctl.pause()
 
     def _discover(self, name: str) -> None:
         """A newly registered candidate starts in shadow when the route says auto_canary."""
@@ -229,7 +238,11 @@ class Rollout:
         if newest.status != "candidate" or not self.routes[name].canary.auto_canary:
             return
         if ctl.state in ("idle", "rolled_back", "promoted"):
-            ctl.start(f"v{newest.version}")
+            ctl.start(
+                f"v{newest.version}",
+                reason="auto_canary",
+                detail=f"new candidate v{newest.version} registered; started in shadow",
+            )
             self._update_reference(name)
 
     def _update_reference(self, name: str) -> None:
@@ -243,7 +256,11 @@ class Rollout:
         for student in self._students(name):
             if f"v{student.version}" == version and student.dataset_version is not None:
                 reference = _dataset_reference(self.config, name, student.dataset_version)
-        self.drift.set_reference(name, reference)
+        try:
+            self.drift.set_reference(name, reference)
+        except ValueError as exc:  # a bad manifest must not stop the canary loop
+            log.error("drift reference of %s %s unusable: %s", name, version, exc)
+            self.drift.set_reference(name, None)
 
     def _drain_drift_inbox(self) -> None:
         from monitoring.drift import prompt_text

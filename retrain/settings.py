@@ -35,6 +35,12 @@ class RetrainSettings(BaseModel):
         gt=0,
         description="Also retrain this often when any new row was sealed (null: rows only).",
     )
+    asked_min_new_rows: int = Field(
+        300,
+        ge=1,
+        description="A retrain asked for by drift or the admin API waits for this many rows "
+        "sealed after the ask, so the new student sees enough of the traffic that changed.",
+    )
 
     # --- base and method ------------------------------------------------------------------
     base: str = Field(

@@ -19,6 +19,7 @@ class DemoPlan:
     concurrency: int  # concurrent application clients
     batch: int  # requests per traffic batch (sessions re-drawn each batch)
     first_rows: int  # sealed rows before the first retrain is asked for
+    asked_rows: int  # new rows a drift-triggered retrain waits for
     hidden: int  # tiny base size
     layers: int
     pretrain_steps: int
@@ -28,19 +29,20 @@ class DemoPlan:
     train_s: float
     canary_s: float
     drift_s: float
+    tail_s: float  # traffic after the last promotion
 
 
 def plan_for(quick: bool) -> DemoPlan:
     if quick:
         return DemoPlan(
-            quick=True, teacher_latency_s=0.05, concurrency=4, batch=200, first_rows=800,
-            hidden=64, layers=2, pretrain_steps=50, max_steps=250, interval_s=2.0,
-            collect_s=40, train_s=120, canary_s=60, drift_s=40,
+            quick=True, teacher_latency_s=0.05, concurrency=12, batch=60, first_rows=0,
+            asked_rows=800, hidden=64, layers=2, pretrain_steps=50, max_steps=250,
+            interval_s=2.0, collect_s=40, train_s=120, canary_s=60, drift_s=40, tail_s=4,
         )  # fmt: skip
     return DemoPlan(
-        quick=False, teacher_latency_s=0.2, concurrency=16, batch=400, first_rows=2000,
-        hidden=96, layers=2, pretrain_steps=100, max_steps=500, interval_s=4.0,
-        collect_s=120, train_s=180, canary_s=120, drift_s=90,
+        quick=False, teacher_latency_s=0.2, concurrency=16, batch=120, first_rows=0,
+        asked_rows=2000, hidden=96, layers=2, pretrain_steps=100, max_steps=500,
+        interval_s=4.0, collect_s=120, train_s=240, canary_s=120, drift_s=90, tail_s=15,
     )  # fmt: skip
 
 
@@ -70,6 +72,7 @@ output_cost_per_mtok = {sim.output_usd_per_mtok}
 schedule = true
 # the demo asks for the first run; drift asks for the second
 min_new_rows = 1000000
+asked_min_new_rows = {plan.asked_rows}
 # Full fine-tuning of the tiny random-init base: it learns a changed task with replay, where a
 # LoRA adapter on it could not (shared/FINDINGS.md). On a real base, keep the default "lora".
 method = "full"
@@ -85,6 +88,7 @@ steps = [25, 50, 100]
 interval_s = {plan.interval_s}
 min_requests = 10
 min_shadow_pairs = 10
+holdout_share = 0.2             # at 100%, a fifth of requests still measure the student
 min_agreement = 0.9
 max_fallback_ratio = 0.25
 max_latency_factor = 5.0

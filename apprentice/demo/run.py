@@ -137,10 +137,14 @@ async def _phases(
         seed = 0
         while not stop.is_set():
             seed += 1
+            # The application is quieter while a student trains: on two cores, training
+            # beside full traffic took ~3x longer. (A real deployment trains elsewhere.)
+            training = view.status.training
             await traffic.drive(
                 server.url, api_key, ROUTE, phase=phase[0], requests=plan.batch,
-                concurrency=plan.concurrency, rng_seed=seed, stop=stop, on_result=on_result,
-                feedback_share=0.1, bad_share=0.01, stream_share=0.25,
+                concurrency=2 if training else plan.concurrency, rng_seed=seed, stop=stop,
+                on_result=on_result, feedback_share=0.1, bad_share=0.01, stream_share=0.25,
+                think_s=0.1 if training else 0.0,
             )  # fmt: skip
 
     driver = asyncio.create_task(keep_driving())
@@ -166,6 +170,8 @@ async def _phases(
         for name, limit, done in steps:
             if not await _until(view, name, limit, done, outcome, start):
                 return
+        view.phase = "student serving"
+        await asyncio.sleep(plan.tail_s)  # let the new student be seen taking the traffic
         outcome.ok = True
     finally:
         stop.set()
@@ -193,6 +199,8 @@ async def _watch(
         try:
             canary = (await server.admin("GET", "/canary"))["routes"][ROUTE]
             students = (await server.admin("GET", "/students"))["students"]
+            jobs = (await server.admin("GET", "/jobs"))["routes"].get(ROUTE, {})
+            view.status.training = bool(jobs.get("running"))
             view.observe(canary, students, await server.metrics(), time.monotonic() - start)
             outcome.timeline.append(view.point())
         except (httpx.HTTPError, KeyError):

@@ -96,7 +96,7 @@ def save_records(outcome: Any, summary: DemoSummary) -> None:
         "phases": outcome.phases,
         "requests": summary.requests,
         "failures": summary.failures,
-        "failure_examples": [r.failure for r in outcome.results if r.failure][:10],
+        "failure_examples": TrafficStats.from_results(outcome.results).failures[:10],
         "agreement_live": summary.agreement_live,
         "agreement_shadow": summary.agreement_shadow,
         "agreement_heldout": summary.agreement_heldout,

@@ -30,6 +30,7 @@ class Status:
     left_traffic: bool = False  # after the shift: rolled back or held off the traffic
     drift: float | None = None
     eval_exact_match: float | None = None
+    training: bool = False  # a retrain job is running
 
 
 @dataclass

@@ -71,3 +71,23 @@ def test_litellm_routes_are_not_passthrough() -> None:
     )
     assert not config.routes[0].passthrough
     assert config.routes[0].upstream_model == "claude-3-5-haiku"
+
+
+def test_example_config_documents_every_field() -> None:
+    from apprentice.config import LogbookConfig, RouteConfig, ServerConfig, StudentsConfig
+    from curation.settings import CurationSettings
+    from monitoring.settings import CanarySettings, DriftSettings
+    from retrain.settings import RetrainSettings
+
+    text = (Path(__file__).parents[2] / "apprentice.example.toml").read_text()
+    models = (ServerConfig, LogbookConfig, StudentsConfig, RouteConfig, CurationSettings,
+              RetrainSettings, CanarySettings, DriftSettings)  # fmt: skip
+    missing = [
+        f"{model.__name__}.{name}"
+        for model in models
+        for name in model.model_fields
+        if f"\n{name} =" not in text
+        and f"\n# {name} =" not in text
+        and f"[routes.{name}]" not in text
+    ]
+    assert missing == []

@@ -76,3 +76,20 @@ def test_bad_fields_are_422_in_openai_shape(proxy: RunningProxy) -> None:
 def test_feedback_needs_a_client_key(proxy: RunningProxy) -> None:
     response = httpx.post(f"{proxy.base_url}/feedback", json={"request_id": "r", "score": 1})
     assert response.status_code == 401
+
+
+def test_feedback_right_after_a_stream_ends_is_accepted(proxy: RunningProxy) -> None:
+    # The client has the whole stream before the server has queued the exchange: the id must
+    # be known from the request's start.
+    c = client(proxy)
+    for i in range(20):
+        with c.chat.completions.with_streaming_response.create(
+            model="triage", messages=[{"role": "user", "content": f"s{i}"}], stream=True
+        ) as response:
+            request_id = response.headers["x-apprentice-request-id"]
+            for _ in response.iter_lines():
+                pass
+        posted = httpx.post(
+            f"{proxy.base_url}/feedback", json={"request_id": request_id, "score": 1}, headers=AUTH
+        )
+        assert posted.status_code == 200, posted.text
