@@ -182,6 +182,12 @@ class Metrics:
             ["route"],
             registry=r,
         )
+        self.shadow_skipped = Counter(
+            "apprentice_shadow_skipped_total",
+            "Shadow comparisons not started because too many were already in flight.",
+            ["route"],
+            registry=r,
+        )
         self.canary_transitions = Counter(
             "apprentice_canary_transitions_total",
             "Canary state changes, by reason (checks_passed, agreement, error_ratio, latency, "

@@ -23,8 +23,14 @@ from proxy.student_protocol import StudentError
 log = logging.getLogger("apprentice.shadow")
 
 
+MAX_IN_FLIGHT = 64  # beyond this a busy student would only queue comparisons for seconds
+
+
 def schedule_shadow(state: ProxyState, exchange: Exchange, version: str) -> None:
     """Start the comparison in the background; the caller never waits for it."""
+    if len(state.background) >= MAX_IN_FLIGHT:
+        state.metrics.shadow_skipped.labels(exchange.route).inc()
+        return
     exchange.shadow_pair_id = f"pair_{uuid.uuid4().hex[:16]}"
     task = asyncio.get_running_loop().create_task(compare(state, exchange, version))
     state.background.add(task)

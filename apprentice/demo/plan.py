@@ -36,7 +36,7 @@ def plan_for(quick: bool) -> DemoPlan:
     if quick:
         return DemoPlan(
             quick=True, teacher_latency_s=0.05, concurrency=12, batch=60, first_rows=0,
-            asked_rows=800, hidden=64, layers=2, pretrain_steps=50, max_steps=250,
+            asked_rows=600, hidden=64, layers=2, pretrain_steps=50, max_steps=220,
             interval_s=2.0, collect_s=40, train_s=120, canary_s=60, drift_s=40, tail_s=4,
         )  # fmt: skip
     return DemoPlan(
@@ -81,6 +81,7 @@ tiny_layers = {plan.layers}
 pretrain_steps = {plan.pretrain_steps}
 max_steps = {plan.max_steps}
 eval_every = {max(50, plan.max_steps // 4)}
+max_new_tokens = 48             # triage answers are ~20 tokens; the untrained base rambles
 
 [routes.canary]
 auto_canary = true

@@ -103,5 +103,6 @@ def save_records(outcome: Any, summary: DemoSummary) -> None:
         "teacher_cost_usd": summary.teacher_cost_usd,
         "cost_avoided_usd": summary.cost_avoided_usd,
         "shifted_at": outcome.shifted_at,
+        "started_wall": outcome.started_wall,
     }
     (data_dir / "demo-summary.json").write_text(json.dumps(record, indent=2, default=str))
