@@ -45,6 +45,9 @@ test: lint typecheck pytest
 bench: install-dev
 	$(BIN)/python bench/proxy_overhead.py
 	$(BIN)/python bench/capture_throughput.py
+	$(BIN)/python bench/curation_throughput.py
+	$(BIN)/python bench/student_latency.py
+	$(BIN)/python bench/distill_quality.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
