@@ -10,6 +10,12 @@ from rich.table import Table
 
 from apprentice.segments import open_segments
 
+# Shadow answers are logged as student rows for comparison, but nobody was served by them.
+SERVED_BY = (
+    "CASE WHEN tags LIKE '%\"shadow\":true%' THEN served_by || ' (shadow)' "
+    "ELSE served_by END AS served_by"
+)
+
 
 def log_stats(data_dir: Path) -> dict[str, Any]:
     """Totals, per route and served_by, and per day, from sealed segments."""
@@ -23,7 +29,8 @@ def log_stats(data_dir: Path) -> dict[str, Any]:
     total = _records(con.execute(f"SELECT {sums}, count(DISTINCT route) AS routes FROM requests"))
     by_route = _records(
         con.execute(
-            f"SELECT route, served_by, {sums} FROM requests GROUP BY ALL ORDER BY route, served_by"
+            f"SELECT route, {SERVED_BY}, {sums} FROM requests GROUP BY ALL "
+            "ORDER BY route, served_by"
         )
     )
     by_day = _records(

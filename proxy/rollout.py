@@ -28,6 +28,7 @@ from monitoring.metrics import Metrics
 
 log = logging.getLogger("apprentice.rollout")
 TICK_S = 1.0  # how often the loop looks for due intervals and new students
+MAX_LATENCIES = 20_000  # per interval and side; the p95 of the newest is kept
 
 
 @dataclass
@@ -49,11 +50,14 @@ class RouteTraffic:
         if by_student:
             self.student_requests += 1
             self.student_errors += not ok
-            self.student_latency.append(latency_s)
+            latencies = self.student_latency
         else:
             self.teacher_requests += 1
             self.teacher_errors += not ok
-            self.teacher_latency.append(latency_s)
+            latencies = self.teacher_latency
+        latencies.append(latency_s)
+        if len(latencies) > MAX_LATENCIES:  # a long inconclusive interval must stay bounded
+            del latencies[: MAX_LATENCIES // 2]
 
     def stats(self, drift: DriftReport | None, drift_act: dict[str, float]) -> IntervalStats:
         return IntervalStats(
