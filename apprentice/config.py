@@ -99,6 +99,16 @@ class RouteConfig(_Strict):
         description="Ask the teacher for this many top logprobs for distillation (0: off); "
         "they are stored and stripped from the client's response when it did not ask.",
     )
+    student_api_base: str | None = Field(
+        None,
+        description="Serve this route's students from this OpenAI-compatible URL (vLLM with "
+        "--enable-lora, LoRAX) instead of in-process.",
+    )
+    student_api_key: SecretStr | None = Field(None, description="Key for student_api_base.")
+    student_model: str = Field(
+        "{route}-v{version}",
+        description="The model name the remote server knows a student by ({route}, {version}).",
+    )
     input_cost_per_mtok: float | None = Field(
         None, ge=0, description="Override the price table: USD per million prompt tokens."
     )

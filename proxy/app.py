@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from fastapi import FastAPI
@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from apprentice.config import Config
+from apprentice.config import Config, RouteConfig
 from apprentice.logbook import Logbook
 from apprentice.scheduler import Scheduler
 from monitoring.drift_monitor import DriftReport
@@ -34,6 +34,7 @@ from proxy.exchange import Accounting, Pricer
 from proxy.rollout import Rollout
 from proxy.state import ProxyState, new_request_id
 from proxy.student_backend import StudentPool, StudentSettings
+from proxy.student_remote import RemoteStudent
 from proxy.teacher import Teacher
 from retrain.registry import list_students
 
@@ -77,6 +78,7 @@ async def _start(config: Config, metrics: Metrics) -> ProxyState:
         log.warning("server.api_keys is empty: any client can call this proxy")
     secrets = [k.get_secret_value() for k in config.server.api_keys]
     secrets += [r.teacher_api_key.get_secret_value() for r in config.routes if r.teacher_api_key]
+    secrets += [r.student_api_key.get_secret_value() for r in config.routes if r.student_api_key]
     admin_token = config.server.admin_token
     if admin_token is not None:
         secrets.append(admin_token.get_secret_value())
@@ -113,6 +115,7 @@ async def _start(config: Config, metrics: Metrics) -> ProxyState:
                 max_batch_size=config.students.max_batch_size,
                 max_tokens_limit=config.students.max_tokens,
             ),
+            remotes=_remote_students(config, client),
         ),
     )
     state.loops = [asyncio.create_task(rollout.run(state.stop))]
@@ -120,6 +123,31 @@ async def _start(config: Config, metrics: Metrics) -> ProxyState:
         state.loops.append(asyncio.create_task(scheduler.run(state.stop)))
     rollout.on_drift = lambda report: _retrain_on_drift(scheduler, report)
     return state
+
+
+def _remote_students(
+    config: Config, session: aiohttp.ClientSession
+) -> dict[str, Callable[[int], RemoteStudent]]:
+    """Factories of remote students for the routes that serve them from a URL."""
+    out: dict[str, Callable[[int], RemoteStudent]] = {}
+    for route in config.routes:
+        if route.student_api_base is None:
+            continue
+
+        def factory(version: int, route: RouteConfig = route) -> RemoteStudent:
+            assert route.student_api_base is not None
+            key = route.student_api_key
+            return RemoteStudent(
+                session,
+                name=route.name,
+                base_url=route.student_api_base,
+                model=route.student_model.format(route=route.name, version=version),
+                api_key=None if key is None else key.get_secret_value(),
+                timeout_s=route.canary.student_timeout_s,
+            )
+
+        out[route.name] = factory
+    return out
 
 
 def _retrain_on_drift(scheduler: Scheduler, report: DriftReport) -> None:

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from proxy.student_protocol import (
     text_messages,
     unsupported_reason,
 )
+from proxy.student_remote import RemoteStudent
 
 log = logging.getLogger("proxy.students")
 
@@ -290,14 +291,27 @@ class InProcessStudent:
 class StudentPool:
     """In-process students of a data_dir, keyed by (route, version), loaded on first use."""
 
-    def __init__(self, data_dir: Path, settings: StudentSettings | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: StudentSettings | None = None,
+        remotes: dict[str, Callable[[int], RemoteStudent]] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.settings = settings or StudentSettings()
         self._students: dict[tuple[str, int], InProcessStudent] = {}
         self._loading: dict[tuple[str, int], asyncio.Lock] = {}
+        self._remotes = remotes or {}  # route -> factory of its remote students by version
+        self._remote_students: dict[tuple[str, int], RemoteStudent] = {}
 
-    async def get(self, route: str, version: int) -> InProcessStudent:
-        """The loaded student, loading it off the event loop the first time."""
+    async def get(self, route: str, version: int) -> InProcessStudent | RemoteStudent:
+        """The student, loading an in-process one off the event loop the first time; routes
+        with a student_api_base are answered by that server instead."""
+        if route in self._remotes:
+            key = (route, version)
+            if key not in self._remote_students:
+                self._remote_students[key] = self._remotes[route](version)
+            return self._remote_students[key]
         key = (route, version)
         if key in self._students:
             return self._students[key]
