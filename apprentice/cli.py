@@ -108,7 +108,11 @@ def export(
         examples = dataset_pairs(cfg.data_dir, route, dataset)
     else:
         examples = logged_pairs(cfg.data_dir, route)
-    count = write_jsonl(examples, output)
+    try:
+        count = write_jsonl(examples, output)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
     err.print(f"exported {count} examples" + (f" to {output}" if output else ""))
 
 

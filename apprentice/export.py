@@ -75,6 +75,11 @@ def dataset_pairs(
     from curation.dataset import dataset_dir
 
     path = dataset_dir(data_dir, route, version) / f"{split}.parquet"
+    if not path.parent.exists():
+        raise FileNotFoundError(
+            f"Route {route} has no dataset v{version}; `apprentice curate --route {route}` "
+            "writes the next one."
+        )
     if not path.exists():
         raise FileNotFoundError(f"Dataset v{version} of route {route} has no {split} split.")
     table = pq.read_table(path, columns=["messages", "tools", "answer"])

@@ -64,3 +64,26 @@ def test_bad_config_and_unknown_route_exit_nonzero_with_one_sentence(tmp_path: P
     assert unknown.exit_code == 2 and "Unknown route 'nope'" in unknown.output
     empty = runner.invoke(app, ["stats", "--config", str(toml), "--json"])
     assert empty.exit_code == 0 and json.loads(empty.stdout)["total"]["rows"] == 0
+
+
+def test_export_a_curated_dataset_version(tmp_path: Path) -> None:
+    from tests.retrain.triage_task import make_rows, write_dataset
+
+    data_dir = tmp_path / "data"
+    rows = make_rows(12, seed=1)
+    write_dataset(data_dir, "triage", 1, rows[:10], rows[10:])
+    toml = write_toml(tmp_path / "a.toml", data_dir)
+    out = tmp_path / "v1.jsonl"
+    result = CliRunner().invoke(
+        app,
+        ["export", "--route", "triage", "--dataset", "1", "--config", str(toml), "-o", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 10  # the train split
+    assert lines[0]["messages"][-1]["role"] == "assistant"
+    assert lines[0]["messages"][-1]["content"] == json.loads(rows[0]["answer"])["content"]
+    missing = CliRunner().invoke(
+        app, ["export", "--route", "triage", "--dataset", "7", "--config", str(toml)]
+    )
+    assert missing.exit_code == 1 and "has no dataset v7" in missing.output
