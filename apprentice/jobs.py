@@ -23,12 +23,15 @@ def job_config_json(config: Config) -> str:
 
 def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str, Any]:
     """Curate the route's new rows, then train and register a student on the new dataset."""
-    from curation.job import run_curation
+    from curation.job import NoRowsError, run_curation
     from curation.report import result_to_json
     from retrain.job import run_retrain
 
     route = config.route(route_name)
-    curated = run_curation(config.data_dir, route, progress=progress)
+    try:
+        curated = run_curation(config.data_dir, route, progress=progress)
+    except NoRowsError as exc:
+        return {"curation": {"status": "no_rows", "message": str(exc)}, "retrain": None}
     out: dict[str, Any] = {"curation": result_to_json(curated)}
     if curated.status not in ("written", "up_to_date") or curated.version is None:
         out["retrain"] = None

@@ -9,7 +9,6 @@ the child's output in a log file beside the students, and records the outcome in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sys
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 from apprentice.config import Config
 from apprentice.jobs import job_config_json
 from apprentice.segments import segment_files
+from apprentice.ticker import tick_until
 from monitoring.metrics import Metrics
 
 log = logging.getLogger("apprentice.scheduler")
@@ -70,13 +70,7 @@ class Scheduler:
     async def run(self, stop: asyncio.Event) -> None:
         self._config_file.parent.mkdir(parents=True, exist_ok=True)
         self._config_file.write_text(job_config_json(self.config))
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except Exception:  # the schedule must survive one bad tick; it is logged
-                log.exception("scheduler tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=TICK_S)
+        await tick_until(stop, TICK_S, self.tick, log)
         for state in self.routes.values():
             if state.running is not None and state.running.returncode is None:
                 state.running.terminate()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import hashlib
 import logging
 import random
@@ -21,6 +20,7 @@ from typing import Any
 
 from apprentice.config import Config
 from apprentice.logbook import Logbook
+from apprentice.ticker import tick_until
 from monitoring.canary import CanaryController, IntervalStats, Transition
 from monitoring.canary_store import append_transition, load_snapshots, save_snapshot
 from monitoring.drift_monitor import DriftMonitor, DriftReport
@@ -180,13 +180,7 @@ class Rollout:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Judge intervals, score drift, start new candidates, persist; until `stop`."""
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except Exception:  # the loop must outlive one bad tick; it is logged
-                log.exception("rollout tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=TICK_S)
+        await tick_until(stop, TICK_S, self.tick, log)
 
     async def tick(self) -> None:
         self._drain_drift_inbox()
