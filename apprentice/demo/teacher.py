@@ -14,7 +14,6 @@ import asyncio
 import math
 import re
 import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import orjson
 
 from apprentice.demo import task
+from apprentice.demo.loopback import LoopbackServer
 
 _STATUS_TEXT = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 # Words and single punctuation marks, each with the spaces before it: joined back they give
@@ -51,7 +51,7 @@ def tokenize(text: str) -> list[str]:
 
 
 @dataclass
-class SimulatedTeacher:
+class SimulatedTeacher(LoopbackServer):
     """An offline, rule-answering OpenAI-compatible provider for the demo and its tests.
 
     Use it as a context manager; `base_url` ends in /v1. Prices are USD per million tokens,
@@ -67,64 +67,10 @@ class SimulatedTeacher:
     host: str = "127.0.0.1"
     requests_served: int = field(default=0, init=False)  # completions accepted (200)
 
+    thread_name = "simulated teacher"
+
     def __post_init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self.port = 0
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def __enter__(self) -> SimulatedTeacher:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """The OpenAI base URL clients (or the proxy's route) point at."""
-        return f"http://{self.host}:{self.port}/v1"
-
-    def start(self) -> None:
-        """Listen on a free loopback port in a background thread; returns once it accepts."""
-        self._thread = threading.Thread(target=self._run, name="simulated-teacher", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10) or not self.port:
-            raise RuntimeError("The simulated teacher did not start listening within 10 s.")
-
-    def stop(self) -> None:
-        """Close the server and its thread."""
-        loop, server = self._loop, self._server
-        if loop is not None and server is not None and loop.is_running():
-            loop.call_soon_threadsafe(server.close)
-            loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)  # this thread's own loop, for gather() at shutdown
-        self._loop = loop
-        try:
-            self._server = loop.run_until_complete(
-                asyncio.start_server(self._serve, self.host, 0, backlog=1024)
-            )
-            self.port = self._server.sockets[0].getsockname()[1]
-        finally:
-            self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            # Open keep-alive connections still have tasks; end them while the loop runs.
-            pending = asyncio.all_tasks(loop)
-            for t in pending:
-                t.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
+        self._init_server()
 
     # -- HTTP/1.1 -------------------------------------------------------------------------
 

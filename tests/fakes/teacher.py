@@ -12,13 +12,14 @@ import asyncio
 import json
 import random
 import socket
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from apprentice.demo.loopback import LoopbackServer
 
 
 def reader_closed(w: asyncio.StreamWriter) -> bool:
@@ -44,7 +45,7 @@ class Received:
 
 
 @dataclass
-class FakeTeacher:
+class FakeTeacher(LoopbackServer):
     """Answers chat completions by rule: `echo: <last user text>`, tool calls when tools are
     offered (and the text mentions "weather"), JSON when response_format asks for it."""
 
@@ -57,48 +58,11 @@ class FakeTeacher:
     answer: Any = None  # optional callable(request_body) -> str content
     streams_aborted: int = 0  # streams the other side closed before the end
 
+    thread_name = "fake teacher"
+
     def __post_init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-        self._ready = threading.Event()
+        self._init_server()
         self._rng = random.Random(self.split_seed)
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def __enter__(self) -> FakeTeacher:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="fake-teacher", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake teacher did not start")
-
-    def stop(self) -> None:
-        if self._loop and self._server:
-            self._loop.call_soon_threadsafe(self._server.close)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=2048)
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
 
     def fail_next(self, *failures: Failure) -> None:
         self.failures.extend(failures)
