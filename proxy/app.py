@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -122,6 +123,10 @@ async def _start(config: Config, metrics: Metrics) -> ProxyState:
     if any(r.retrain.schedule for r in config.routes):
         state.loops.append(asyncio.create_task(scheduler.run(state.stop)))
     rollout.on_drift = lambda report: _retrain_on_drift(scheduler, report)
+    # Everything imported so far lives as long as the server: keep it out of the cyclic
+    # collector's full passes, which otherwise scan it again and again on the request path.
+    gc.collect()
+    gc.freeze()
     return state
 
 

@@ -19,9 +19,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from proxy.decoding import Row, Step, greedy_decode
 from proxy.student_protocol import (
     Ending,
     Piece,
@@ -37,6 +36,9 @@ from proxy.student_protocol import (
     unsupported_reason,
 )
 from proxy.student_remote import RemoteStudent
+
+if TYPE_CHECKING:  # torch loads with the first student, not with the proxy
+    from proxy.decoding import Step
 
 log = logging.getLogger("proxy.students")
 
@@ -218,6 +220,8 @@ class InProcessStudent:
         ready = [r for r in batch if not r.cancelled and self._prepare(r)]
         if not ready:
             return
+        from proxy.decoding import Row, greedy_decode
+
         self.stats.sizes[len(ready)] += 1
         rows = [Row(r.prompt, r.max_new, r.top_k) for r in ready]
         try:
