@@ -161,6 +161,7 @@ def _retrain_on_drift(scheduler: Scheduler, report: DriftReport) -> None:
 
 
 async def _stop(state: ProxyState) -> None:
+    gc.unfreeze()  # let interpreter shutdown collect what start froze
     state.stop.set()
     for task in state.loops:
         with contextlib.suppress(asyncio.CancelledError):
