@@ -33,9 +33,10 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
-def _config(path: Path) -> Config:
+def _config(path: Path, secrets_required: bool = False) -> Config:
+    """The config; keys are only required by the commands that use them (serve, canary)."""
     try:
-        return load_config(path)
+        return load_config(path, secrets_required=secrets_required)
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -54,7 +55,7 @@ def serve(
     from apprentice.logbook import LogbookLocked
     from apprentice.server import serve as run_server
 
-    cfg = _config(config)
+    cfg = _config(config, secrets_required=True)
     if not cfg.routes:
         err.print("[red]error:[/red] the config has no [[routes]]; add one to proxy a teacher.")
         raise typer.Exit(2)
@@ -288,7 +289,7 @@ def canary_status(
     config: ConfigOption = Path("apprentice.toml"), as_json: JsonOption = False
 ) -> None:
     """Per route: state, step, weights, last checks with their values, history."""
-    result = _admin(_config(config), "GET", "/canary")
+    result = _admin(_config(config, secrets_required=True), "GET", "/canary")
     if as_json:
         _print_json(result)
         return
@@ -297,7 +298,9 @@ def canary_status(
 
 
 def _canary_action(config: Path, route: str, action: str, body: dict[str, Any] | None) -> None:
-    snap = _admin(_config(config), "POST", f"/canary/{route}/{action}", body or {})
+    snap = _admin(
+        _config(config, secrets_required=True), "POST", f"/canary/{route}/{action}", body or {}
+    )
     _print_canary(route, snap)
 
 

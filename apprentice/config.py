@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,8 +167,13 @@ class Config(_Strict):
         raise ConfigError(f"Unknown route {name!r}; configured routes: {known}.")
 
 
-def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, resolve and validate the config file; raise ConfigError with one clear sentence."""
+def load_config(
+    path: Path | str, environ: Mapping[str, str] | None = None, secrets_required: bool = True
+) -> Config:
+    """Read, resolve and validate the config file; raise ConfigError with one clear sentence.
+
+    `secrets_required=False` is for commands that never use a key (stats, curate, ...): an
+    unset `env:NAME` becomes an unusable placeholder instead of an error."""
     env = os.environ if environ is None else environ
     path = Path(path)
     try:
@@ -177,7 +182,28 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError(f"Config file {path} does not exist; pass --config FILE.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from None
+    if not secrets_required:
+        env = _PlaceholderEnv(env)
     return config_from_dict(raw, env, source=str(path), base_dir=path.parent)
+
+
+class _PlaceholderEnv(Mapping[str, str]):
+    """The environment, answering `<unset NAME>` for variables that are not set."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def __getitem__(self, name: str) -> str:
+        return self._env.get(name) or f"<unset {name}>"
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
 
 
 def config_from_dict(

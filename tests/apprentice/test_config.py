@@ -91,3 +91,12 @@ def test_example_config_documents_every_field() -> None:
         and f"[routes.{name}]" not in text
     ]
     assert missing == []
+
+
+def test_commands_that_use_no_key_load_the_config_without_secrets() -> None:
+    path = Path(__file__).parents[2] / "apprentice.example.toml"
+    config = load_config(path, {}, secrets_required=False)
+    assert config.routes[0].name == "support-triage"
+    assert config.server.api_keys[0].get_secret_value() == "<unset APPRENTICE_API_KEY>"
+    with pytest.raises(ConfigError, match="APPRENTICE_API_KEY"):
+        load_config(path, {})
