@@ -92,10 +92,11 @@ def finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
         ).inc()
     if state.rollout is not None:
         ok = exchange.outcome in ("ok", "client_disconnected")
-        if not (exchange.tags and "fallback" in exchange.tags):  # already counted as student's
-            state.rollout.traffic[exchange.route].served(
-                served == "student", ok, exchange.latency_s
-            )
+        traffic = state.rollout.traffic[exchange.route]
+        if exchange.fallback is not None:
+            traffic.fell_back(exchange.fallback)
+        else:
+            traffic.served(served == "student", ok, exchange.latency_s)
         if exchange.shadow_version and exchange.outcome == "ok" and exchange.status == 200:
             schedule_shadow(state, exchange, exchange.shadow_version)
     state.logbook.submit(exchange)

@@ -104,6 +104,7 @@ class Exchange:
     shadow_pair_id: str | None = None
     tags: dict[str, Any] | None = None
     shadow_version: str | None = None  # also ask this student, off the response path
+    fallback: str | None = None  # why the student's answer was replaced by the teacher's
     shadow: bool = False  # a shadow answer: logged for comparison, never served or billed
 
     def to_row(self) -> dict[str, Any] | None:

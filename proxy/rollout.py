@@ -59,6 +59,12 @@ class RouteTraffic:
         if len(latencies) > MAX_LATENCIES:  # a long inconclusive interval must stay bounded
             del latencies[: MAX_LATENCIES // 2]
 
+    def fell_back(self, reason: str) -> None:
+        """A request the weights gave the student, answered by the teacher instead."""
+        self.student_requests += 1
+        self.fallbacks += 1
+        self.student_errors += reason == "error"
+
     def stats(self, drift: DriftReport | None, drift_act: dict[str, float]) -> IntervalStats:
         return IntervalStats(
             student_requests=self.student_requests,

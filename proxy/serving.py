@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 import orjson
-from starlette.responses import Response
 
 from apprentice.config import RouteConfig
 from proxy.exchange import Exchange
@@ -31,7 +30,7 @@ async def answer_with_student(
 ) -> tuple[bytes, dict[str, str]] | None:
     """The student's response body and headers, or None to let the teacher answer."""
     assert state.students is not None and state.rollout is not None
-    metrics, traffic = state.metrics, state.rollout.traffic[route.name]
+    metrics = state.metrics
     try:
         student = await state.students.get(route.name, int(version.removeprefix("v")))
     except (StudentError, OSError, ValueError):
@@ -54,9 +53,7 @@ async def answer_with_student(
             reason = "error"
     if reason is not None:
         metrics.fallbacks.labels(route.name, reason).inc()
-        traffic.student_requests += 1
-        traffic.fallbacks += 1
-        traffic.student_errors += reason == "error"
+        exchange.fallback = reason  # counted against the student when the teacher has answered
         exchange.tags = {"fallback": reason, "student": version}
         return None
     exchange.served_by = f"student:{version}"
@@ -109,7 +106,3 @@ def completion_sse(response: dict[str, Any], payload: dict[str, Any]) -> bytes:
     if (payload.get("stream_options") or {}).get("include_usage"):
         events.append(head | {"choices": [], "usage": response.get("usage")})
     return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
-def student_response(body: bytes, headers: dict[str, str]) -> Response:
-    return Response(body, status_code=200, headers=headers)

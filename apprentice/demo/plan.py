@@ -11,6 +11,8 @@ from pathlib import Path
 
 from apprentice.demo.teacher import SimulatedTeacher
 
+ROUTE = "support-triage"  # the demo's one route
+
 
 @dataclass(frozen=True)
 class DemoPlan:
@@ -61,7 +63,7 @@ admin_token = "env:DEMO_ADMIN_TOKEN"
 seal_interval_s = 1.0
 
 [[routes]]
-name = "support-triage"
+name = "{ROUTE}"
 teacher = "openai/sim-teacher-1"
 teacher_api_base = "{sim.base_url}"
 teacher_api_key = "env:DEMO_TEACHER_KEY"

@@ -28,12 +28,10 @@ from typing import Any
 import httpx
 
 from apprentice.demo import traffic
-from apprentice.demo.plan import DemoPlan, demo_config
+from apprentice.demo.plan import ROUTE, DemoPlan, demo_config
 from apprentice.demo.task import Phase
 from apprentice.demo.teacher import SimulatedTeacher
 from apprentice.demo.view import DemoView
-
-ROUTE = "support-triage"
 
 
 @dataclass

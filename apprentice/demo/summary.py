@@ -3,47 +3,46 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from typing import Any
 
+from rich.console import Console
+
+from apprentice.demo.plan import ROUTE
 from apprentice.demo.report import DemoSummary, Transition, plot_timeline, summary_table
+from apprentice.demo.run import DemoOutcome
 from apprentice.demo.traffic import TrafficStats
+from apprentice.demo.view import metric_value
 
-ROUTE = "support-triage"
 
-
-def build_summary(outcome: Any) -> DemoSummary:
-    """`outcome` is a run.DemoOutcome."""
+def build_summary(outcome: DemoOutcome) -> DemoSummary:
+    """The summary of a finished run."""
     stats = TrafficStats.from_results(outcome.results)
     metrics = outcome.metrics_text
     shadow = {
-        v: _sum(metrics, "apprentice_shadow_comparisons_total", f'verdict="{v}"')
+        v: metric_value(metrics, "apprentice_shadow_comparisons_total", f'verdict="{v}"')
         for v in ("agree", "disagree", "error")
     }
     pairs = sum(shadow.values())
     promoted = [s for s in outcome.students if s.get("status") != "rejected"]
     heldout = promoted[-1].get("exact_match") if promoted else None
     snap = (outcome.canary.get("routes") or {}).get(ROUTE, {})
-    start = outcome.results[0].t if outcome.results else 0.0
     transitions = [
         Transition(
-            t=max(0.0, t.get("at", 0.0) - _wall_start(outcome)),
+            t=max(0.0, t.get("at", 0.0) - outcome.started_wall),
             student=str(t.get("version") or "-"),
             change=f"{t['from_state']} -> {t['to_state']} ({t.get('weight', 0)}%)",
             reason=f"{t.get('reason')}: {t.get('detail', '')}"[:90],
         )
         for t in snap.get("history") or []
     ]
-    del start
     return DemoSummary(
         requests=stats.counts(),
         agreement_live=stats.agreement(),
         agreement_heldout=heldout,
         agreement_shadow=shadow["agree"] / pairs if pairs else None,
         latency=stats.latency(),
-        teacher_cost_usd=_sum(metrics, "apprentice_teacher_cost_usd_total", ROUTE),
-        cost_avoided_usd=_sum(metrics, "apprentice_teacher_cost_avoided_usd_total", ROUTE),
+        teacher_cost_usd=metric_value(metrics, "apprentice_teacher_cost_usd_total", ROUTE),
+        cost_avoided_usd=metric_value(metrics, "apprentice_teacher_cost_avoided_usd_total", ROUTE),
         failures=len(stats.failures),
         transitions=transitions,
         locations={
@@ -56,7 +55,7 @@ def build_summary(outcome: Any) -> DemoSummary:
     )
 
 
-def render(outcome: Any, console: Any) -> DemoSummary:
+def render(outcome: DemoOutcome, console: Console) -> DemoSummary:
     summary = build_summary(outcome)
     console.print(summary_table(summary))
     if outcome.timeline:
@@ -64,28 +63,7 @@ def render(outcome: Any, console: Any) -> DemoSummary:
     return summary
 
 
-def _wall_start(outcome: Any) -> float:
-    history = ((outcome.canary.get("routes") or {}).get(ROUTE) or {}).get("history") or []
-    return (
-        float(outcome.started_wall)
-        if hasattr(outcome, "started_wall")
-        else (float(history[0]["at"]) if history else 0.0)
-    )
-
-
-def _sum(text: str, name: str, label: str) -> float:
-    total = 0.0
-    for match in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.MULTILINE):
-        if label in match.group(1):
-            total += float(match.group(2))
-    return total
-
-
-def timeline_png(data_dir: Path) -> Path:
-    return data_dir / "demo-timeline.png"
-
-
-def save_records(outcome: Any, summary: DemoSummary) -> None:
+def save_records(outcome: DemoOutcome, summary: DemoSummary) -> None:
     """What the demo saw, beside its data: the last /metrics scrape, the timeline, a summary."""
     data_dir: Path = outcome.data_dir
     (data_dir / "metrics-final.prom").write_text(outcome.metrics_text)

@@ -15,9 +15,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from apprentice.demo.plan import ROUTE
 from apprentice.demo.traffic import RequestResult
-
-ROUTE = "support-triage"
 
 
 @dataclass
@@ -69,8 +68,10 @@ class DemoView:
         s.students = len([x for x in students if x.get("route") == ROUTE])
         ems = [x.get("exact_match") for x in students if x.get("exact_match") is not None]
         s.eval_exact_match = ems[-1] if ems else None
-        s.sealed_rows = int(_metric(metrics, "apprentice_rows_sealed_total", 'table="requests"'))
-        drift = _metric(metrics, "apprentice_drift_score", 'method="token_jsd"', None)
+        s.sealed_rows = int(
+            metric_value(metrics, "apprentice_rows_sealed_total", 'table="requests"')
+        )
+        drift = metric_value(metrics, "apprentice_drift_score", 'method="token_jsd"', None)
         s.drift = drift
         if self.shifted_at is not None and not s.left_traffic:
             for change in canary.get("history") or []:
@@ -107,7 +108,8 @@ class DemoView:
         return table
 
 
-def _metric(text: str, name: str, label: str, default: Any = 0.0) -> Any:
+def metric_value(text: str, name: str, label: str, default: Any = 0.0) -> Any:
+    """The sum of a metric's samples whose labels contain `label`, from /metrics text."""
     total, found = 0.0, False
     for match in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.MULTILINE):
         if label in match.group(1):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ import duckdb
 import pytest
 
 from apprentice.demo.task import teacher_answer
+from apprentice.demo.view import metric_value
 from apprentice.segments import open_segments
 
 ROUTE = "support-triage"
@@ -63,13 +63,8 @@ def off_traffic_at(data_dir: Path) -> datetime:
 
 
 def metric(data_dir: Path, name: str, label: str) -> float:
-    text = (data_dir / "metrics-final.prom").read_text()
-    values = [
-        float(m.group(2))
-        for m in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.MULTILINE)
-        if label in m.group(1)
-    ]
-    return sum(values)
+    value: float = metric_value((data_dir / "metrics-final.prom").read_text(), name, label)
+    return value
 
 
 def test_demo_completes_every_phase_without_a_failed_request(demo_dir: Path) -> None:
