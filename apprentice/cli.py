@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from apprentice.config import Config, ConfigError, RouteConfig, load_config
+from apprentice.config import Config, ConfigError, RouteConfig, load_config, offline_defaults
 
 app = typer.Typer(
     name="apprentice",
@@ -31,6 +31,11 @@ ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Path to apprentice.toml.", show_default=True)
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+@app.callback()
+def _main() -> None:
+    offline_defaults()  # before any command imports litellm or transformers
 
 
 def _config(path: Path, secrets_required: bool = False) -> Config:
@@ -52,8 +57,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the proxy (and its capture, sealing and schedules) until SIGTERM/SIGINT."""
-    from apprentice.logbook import LogbookLocked
     from apprentice.server import serve as run_server
+    from logbook.writer import LogbookLocked
 
     cfg = _config(config, secrets_required=True)
     if not cfg.routes:
@@ -134,7 +139,10 @@ def curate(
     cfg = _config(config)
     route_cfg = _route(cfg, route)
     try:
-        result = run_curation(cfg.data_dir, route_cfg, task=task, since=since, progress=not as_json)
+        result = run_curation(
+            cfg.data_dir, route, route_cfg.curation, task=task, since=since,
+            progress=not as_json,
+        )  # fmt: skip
     except NoRowsError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -166,8 +174,8 @@ def retrain(
         raise typer.Exit(2)
     try:
         result = run_retrain(
-            cfg.data_dir, route_cfg, dataset_version=dataset, base=base, method=method,
-            progress=not as_json,
+            cfg.data_dir, route, route_cfg.retrain, dataset_version=dataset, base=base,
+            method=method, progress=not as_json,
         )  # fmt: skip
     except (RetrainBusy, FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -202,7 +210,7 @@ def students_list(
     """Every registered student with its status and held-out exact match."""
     from rich.table import Table
 
-    from retrain.registry import list_students
+    from retrain.students import list_students
 
     cfg = _config(config)
     students = list_students(cfg.data_dir, route)
@@ -227,7 +235,7 @@ def students_show(
     as_json: JsonOption = False,
 ) -> None:
     """One student's manifest and evaluation report."""
-    from retrain.registry import show_student
+    from retrain.students import show_student
 
     cfg = _config(config)
     try:
@@ -370,10 +378,10 @@ def demo(
     """The whole loop offline: teacher traffic, a student trained, canary, drift, a new student."""
     import asyncio
 
-    from apprentice.demo.plan import plan_for
-    from apprentice.demo.run import data_dir_for, remove, run_demo
-    from apprentice.demo.summary import render, save_records
-    from apprentice.demo.view import DemoView
+    from demo.plan import plan_for
+    from demo.run import data_dir_for, remove, run_demo
+    from demo.summary import render, save_records
+    from demo.view import DemoView
 
     data_dir, kept = data_dir_for(keep)
     plan = plan_for(quick)

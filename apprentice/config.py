@@ -1,6 +1,8 @@
 """Configuration: one TOML file, validated with pydantic, secrets from the environment.
 
-This is the only module that reads the environment. Everything else receives a `Config`.
+This is the only module that reads the environment; it composes each stage's own settings
+model (`proxy.settings`, `logbook.settings`, `curation.settings`, `retrain.settings`,
+`canary.settings`, `monitoring.settings`), and each stage receives its part as arguments.
 
 - A value written as ``"env:NAME"`` is read from the environment variable NAME; a missing one
   is an error that names the key.
@@ -12,20 +14,30 @@ This is the only module that reads the environment. Everything else receives a `
 from __future__ import annotations
 
 import os
-import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from canary.settings import CanarySettings
 from curation.settings import CurationSettings
-from monitoring.settings import CanarySettings, DriftSettings
+from logbook.settings import LogbookSettings
+from monitoring.settings import DriftSettings
+from proxy.settings import ProxySettings, RouteSettings, ServerSettings, StudentSettings
 from retrain.settings import RetrainSettings
 
 ENV_PREFIX = "APPRENTICE_"
-ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MOVED_FROM_CANARY = ("confidence_floor", "student_timeout_s")
+# Set for every entry point before litellm or transformers is imported: apprentice works
+# offline (litellm would fetch its price table, transformers would try the hub).
+OFFLINE_DEFAULTS = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 class ConfigError(Exception):
@@ -36,117 +48,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ServerConfig(_Strict):
-    host: str = Field("127.0.0.1", description="Address to listen on.")
-    port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
-    api_keys: list[SecretStr] = Field(
-        default_factory=list,
-        description="Keys clients present as Bearer tokens; an empty list leaves the proxy open.",
-    )
-    admin_token: SecretStr | None = Field(
-        None, description="Bearer token for /admin/*; without it the admin API is disabled."
-    )
-    max_body_bytes: int = Field(
-        10 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above it)."
-    )
-    graceful_shutdown_s: float = Field(
-        30.0, gt=0, description="How long SIGTERM waits for in-flight requests."
-    )
+class RouteConfig(RouteSettings):
+    """One ``[[routes]]`` entry: the proxy's fields, then a section per later stage."""
 
-
-class LogbookConfig(_Strict):
-    flush_interval_ms: int = Field(100, ge=1, le=60_000, description="Writer batch interval.")
-    queue_size: int = Field(
-        50_000, ge=1, description="Rows held in memory before overflow goes to the spill file."
-    )
-    seal_interval_s: float = Field(
-        60.0, gt=0, description="How often committed rows are sealed into Parquet segments."
-    )
-
-
-class StudentsConfig(_Strict):
-    """How in-process students serve (all routes of this server)."""
-
-    num_threads: int = Field(1, ge=1, le=64, description="torch threads for generation.")
-    batch_window_ms: float = Field(
-        2.0, ge=0, le=1000, description="How long a request waits for others to batch with."
-    )
-    max_batch_size: int = Field(16, ge=1, le=256, description="Requests decoded together.")
-    max_tokens: int = Field(256, ge=1, description="Cap on (and default of) max_tokens.")
-
-
-class RouteConfig(_Strict):
-    name: str = Field(description="The `model` clients send; also the route's folder name.")
-    teacher: str = Field(description="The teacher as a litellm model string, e.g. openai/gpt-4o.")
-    teacher_api_base: str | None = Field(None, description="Base URL of the teacher's API.")
-    teacher_api_key: SecretStr | None = Field(None, description="The teacher's key (env:NAME).")
-    upstream: Literal["auto", "passthrough", "litellm"] = Field(
-        "auto",
-        description="auto: byte pass-through for openai/* teachers, litellm for the rest.",
-    )
-    any_model: bool = Field(
-        False, description="Serve any unknown `model` name through this route's teacher."
-    )
-    capture: bool = Field(True, description="Log this route's calls to the logbook.")
-    connect_timeout_s: float = Field(10.0, gt=0, description="Teacher connect timeout.")
-    read_timeout_s: float = Field(600.0, gt=0, description="Longest wait for the next byte.")
-    max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx before first byte.")
-    retry_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each try.")
-    capture_top_logprobs: int = Field(
-        0,
-        ge=0,
-        le=20,
-        description="Ask the teacher for this many top logprobs for distillation (0: off); "
-        "they are stored and stripped from the client's response when it did not ask.",
-    )
-    student_api_base: str | None = Field(
-        None,
-        description="Serve this route's students from this OpenAI-compatible URL (vLLM with "
-        "--enable-lora, LoRAX) instead of in-process.",
-    )
-    student_api_key: SecretStr | None = Field(None, description="Key for student_api_base.")
-    student_model: str = Field(
-        "{route}-v{version}",
-        description="The model name the remote server knows a student by ({route}, {version}).",
-    )
-    input_cost_per_mtok: float | None = Field(
-        None, ge=0, description="Override the price table: USD per million prompt tokens."
-    )
-    output_cost_per_mtok: float | None = Field(
-        None, ge=0, description="Override the price table: USD per million completion tokens."
-    )
     curation: CurationSettings = Field(default_factory=CurationSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     canary: CanarySettings = Field(default_factory=CanarySettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
 
-    @field_validator("name")
+    @model_validator(mode="before")
     @classmethod
-    def _name_is_a_folder_name(cls, value: str) -> str:
-        if not ROUTE_NAME.match(value):
-            raise ValueError(
-                "route names use letters, digits, '.', '_' and '-' (they name folders)"
-            )
-        return value
+    def _moved_keys(cls, data: Any) -> Any:
+        # Serving settings that lived under [routes.canary] until the canary became a stage
+        # of its own: say where they went instead of only calling them unknown.
+        canary = data.get("canary") if isinstance(data, dict) else None
+        for key in MOVED_FROM_CANARY:
+            if isinstance(canary, dict) and key in canary:
+                raise ValueError(
+                    f"canary.{key} moved to the route itself: write {key} = ... under "
+                    "[[routes]], not [routes.canary]"
+                )
+        return data
 
-    @property
-    def passthrough(self) -> bool:
-        """True when the teacher is OpenAI-compatible and bytes are forwarded as they are."""
-        if self.upstream == "auto":
-            return self.teacher.startswith("openai/")
-        return self.upstream == "passthrough"
-
-    @property
-    def upstream_model(self) -> str:
-        """The model name the teacher's API expects (the litellm provider prefix removed)."""
-        return self.teacher.split("/", 1)[1] if "/" in self.teacher else self.teacher
+    def proxy_settings(self) -> RouteSettings:
+        """The proxy's part of this route."""
+        return RouteSettings.model_validate(
+            {k: getattr(self, k) for k in RouteSettings.model_fields}
+        )
 
 
 class Config(_Strict):
     data_dir: Path = Field(Path("./apprentice-data"), description="Logbook, datasets, students.")
-    server: ServerConfig = Field(default_factory=ServerConfig)
-    logbook: LogbookConfig = Field(default_factory=LogbookConfig)
-    students: StudentsConfig = Field(default_factory=StudentsConfig)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    logbook: LogbookSettings = Field(default_factory=LogbookSettings)
+    students: StudentSettings = Field(default_factory=StudentSettings)
     routes: list[RouteConfig] = Field(default_factory=list)
 
     @field_validator("routes")
@@ -165,6 +100,22 @@ class Config(_Strict):
                 return route
         known = ", ".join(r.name for r in self.routes) or "none"
         raise ConfigError(f"Unknown route {name!r}; configured routes: {known}.")
+
+    def proxy_settings(self) -> ProxySettings:
+        """What the proxy is configured with."""
+        return ProxySettings(
+            data_dir=self.data_dir,
+            server=self.server,
+            students=self.students,
+            routes=[route.proxy_settings() for route in self.routes],
+        )
+
+
+def offline_defaults(environ: MutableMapping[str, str] | None = None) -> None:
+    """Default the offline switches in the environment (entry points call this first)."""
+    env = os.environ if environ is None else environ
+    for name, value in OFFLINE_DEFAULTS.items():
+        env.setdefault(name, value)
 
 
 def load_config(
@@ -244,9 +195,9 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
     """APPRENTICE_SECTION__FIELD overrides; names that are not config fields are ignored."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     sections: dict[str, type[BaseModel]] = {
-        "server": ServerConfig,
-        "logbook": LogbookConfig,
-        "students": StudentsConfig,
+        "server": ServerSettings,
+        "logbook": LogbookSettings,
+        "students": StudentSettings,
     }
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):

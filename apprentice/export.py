@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from apprentice.segments import open_segments
+from logbook.segments import open_segments
 
 
 def logged_pairs(data_dir: Path, route: str) -> Iterator[dict[str, Any]]:

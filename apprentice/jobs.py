@@ -1,4 +1,4 @@
-"""The retrain job as its own process: curate, then retrain, for one route.
+"""Jobs: the retrain job as its own process, and the jobs a running server offers its admin API.
 
 The server's scheduler and `POST /admin/jobs/retrain` start `python -m apprentice.jobs` so
 that training never runs in the server's event loop (nor holds its GIL). The config reaches
@@ -10,15 +10,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from apprentice.config import Config, config_from_dict
+from apprentice.config import Config, config_from_dict, offline_defaults
 
 
 def job_config_json(config: Config) -> str:
     """The config as JSON for a job process; SecretStr values come out masked."""
     return config.model_copy(update={"data_dir": config.data_dir.resolve()}).model_dump_json()
+
+
+def job_command(config: Config) -> Callable[[str], list[str]]:
+    """argv of the child job for a route (the config file is written on first use)."""
+    path = config.data_dir / "jobs" / "config.json"
+
+    def command(route: str) -> list[str]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(job_config_json(config))
+        return [sys.executable, "-m", "apprentice.jobs", "--config-json", str(path),
+                "--route", route]  # fmt: skip
+
+    return command
 
 
 def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str, Any]:
@@ -29,7 +43,7 @@ def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str
 
     route = config.route(route_name)
     try:
-        curated = run_curation(config.data_dir, route, progress=progress)
+        curated = run_curation(config.data_dir, route.name, route.curation, progress=progress)
     except NoRowsError as exc:
         return {"curation": {"status": "no_rows", "message": str(exc)}, "retrain": None}
     out: dict[str, Any] = {"curation": result_to_json(curated)}
@@ -37,8 +51,9 @@ def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str
         out["retrain"] = None
         return out
     trained = run_retrain(
-        config.data_dir, route, dataset_version=curated.version, progress=progress
-    )
+        config.data_dir, route.name, route.retrain, dataset_version=curated.version,
+        progress=progress,
+    )  # fmt: skip
     out["retrain"] = {
         "version": trained.version,
         "status": trained.status,
@@ -51,6 +66,7 @@ def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
+    offline_defaults()
     parser = argparse.ArgumentParser(description="curate and retrain one route")
     parser.add_argument("--config-json", type=Path, required=True)
     parser.add_argument("--route", required=True)

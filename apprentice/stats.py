@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
-from apprentice.segments import open_segments
+from logbook.segments import open_segments
 
 # Shadow answers are logged as student rows for comparison, but nobody was served by them.
 SERVED_BY = (

@@ -31,9 +31,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from apprentice.config import RouteConfig
-from apprentice.schema import ROW_SCHEMA_VERSION, arrow_schema
-from apprentice.sealing import segment_path
+from curation.settings import CurationSettings
+from logbook.schema import ROW_SCHEMA_VERSION, arrow_schema
+from logbook.sealing import segment_path
 
 SEGMENT_ROWS = 10_000
 T0 = datetime(2026, 1, 1)
@@ -126,7 +126,7 @@ def curate(data_dir: Path) -> None:
     from curation.job import run_curation
 
     started = time.perf_counter()
-    result = run_curation(data_dir, RouteConfig(name="bench", teacher="openai/gpt-4o-mini"))
+    result = run_curation(data_dir, "bench", CurationSettings())
     seconds = time.perf_counter() - started
     stages = {s.name: s.to_json() for s in result.stages}
     print(

@@ -25,10 +25,9 @@ sys.path.insert(0, str(ROOT))  # the task generator lives with the retrain tests
 
 import torch  # noqa: E402
 
-from apprentice.config import RouteConfig  # noqa: E402
 from retrain.job import run_retrain  # noqa: E402
-from retrain.registry import base_dir  # noqa: E402
 from retrain.settings import RetrainSettings  # noqa: E402
+from retrain.students import base_dir  # noqa: E402
 from tests.retrain.triage_task import split_rows, write_dataset  # noqa: E402
 
 ROUTE = "triage"
@@ -41,9 +40,8 @@ def run_one(method: str, fraction: float, train: list[Any], evals: list[Any]) ->
         write_dataset(data_dir, ROUTE, 1, rows, evals)
         # Gate off: the benchmark reports quality, it does not decide anything.
         settings = RetrainSettings(method=method, gate={"exact_match": 0.0}, latency_samples=50)
-        route = RouteConfig(name=ROUTE, teacher="rule/triage", retrain=settings)
         started = time.perf_counter()
-        result = run_retrain(data_dir, route, progress=False)
+        result = run_retrain(data_dir, ROUTE, settings, progress=False)
         wall = time.perf_counter() - started
         base_info = json.loads((base_dir(data_dir, ROUTE) / "apprentice_base.json").read_text())
     m = result.metrics

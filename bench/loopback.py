@@ -103,15 +103,8 @@ def start_process(
     raise RuntimeError(f"{args} not ready after {timeout} s; see {log}")
 
 
-def start_fake_teacher(port: int) -> subprocess.Popen[bytes]:
-    code = (
-        "import asyncio, uvloop, threading, sys\n"
-        "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())\n"
-        "from tests.fakes.teacher import FakeTeacher\n"
-        f"t = FakeTeacher(split_seed=None)\n"
-        "loop = asyncio.new_event_loop()\n"
-        f"srv = loop.run_until_complete(asyncio.start_server(t._serve, '127.0.0.1', {port},"
-        " backlog=4096))\n"
-        "loop.run_forever()\n"
-    )
-    return start_process([sys.executable, "-c", code], f"http://127.0.0.1:{port}/v1/models")
+def start_fake_teacher(port: int, latency_s: float = 0.0) -> subprocess.Popen[bytes]:
+    """The tests' fake teacher in a process of its own, listening on `port`."""
+    args = [sys.executable, "-m", "tests.fakes.teacher", "--port", str(port)]
+    args += ["--latency-s", str(latency_s)]
+    return start_process(args, f"http://127.0.0.1:{port}/v1/models")

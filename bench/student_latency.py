@@ -26,12 +26,11 @@ sys.path.insert(0, str(ROOT))  # the task generator lives with the retrain tests
 
 import torch  # noqa: E402
 
-from apprentice.config import RouteConfig  # noqa: E402
-from proxy.student_backend import InProcessStudent, StudentSettings  # noqa: E402
+from proxy.settings import StudentSettings  # noqa: E402
+from proxy.student_backend import InProcessStudent  # noqa: E402
 from retrain.job import run_retrain  # noqa: E402
-from retrain.models import load_student  # noqa: E402
-from retrain.registry import student_dir  # noqa: E402
 from retrain.settings import RetrainSettings  # noqa: E402
+from retrain.students import load_student, student_dir  # noqa: E402
 from tests.retrain.triage_task import make_rows, write_dataset  # noqa: E402
 
 ROUTE = "triage"
@@ -43,7 +42,7 @@ def train_student(data_dir: Path) -> int:
     rows = make_rows(1100, seed=3)
     write_dataset(data_dir, ROUTE, 1, rows[:1000], rows[1000:])
     settings = RetrainSettings(max_steps=300, pretrain_steps=100, gate={"exact_match": 0.0})
-    result = run_retrain(data_dir, RouteConfig(name=ROUTE, teacher="t", retrain=settings))
+    result = run_retrain(data_dir, ROUTE, settings)
     return result.version
 
 

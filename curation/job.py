@@ -29,12 +29,12 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import Progress
 
-from apprentice.config import RouteConfig
-from apprentice.segments import open_segments, segment_files
 from curation.dataset import dataset_root, dataset_versions, read_manifest
 from curation.output import dataset_table, read_prior_eval
 from curation.pipeline import StageOutput, run_stages
 from curation.report import CurationResult
+from curation.settings import CurationSettings
+from logbook.segments import open_segments, segment_files
 
 MANIFEST_FORMAT = 1
 SKIPPED_LISTED = 1000  # unreadable row ids listed in the manifest; the total is always kept
@@ -46,13 +46,14 @@ class NoRowsError(Exception):
 
 def run_curation(
     data_dir: Path,
-    route: RouteConfig,
+    route: str,
+    settings: CurationSettings,
     *,
     task: str | None = None,
     since: datetime | None = None,
     progress: bool = False,
 ) -> CurationResult:
-    """Curate a route's sealed log into the next dataset version under `data_dir/datasets`.
+    """Curate `route`'s sealed log into the next dataset version under `data_dir/datasets`.
 
     task: only rows of this x-apprentice-task. since: only rows started at or after this time
     (naive times are UTC). progress: show a rich progress bar on stderr.
@@ -63,45 +64,50 @@ def run_curation(
     (or none match task/since). Unreadable rows are skipped and listed, never fatal.
     """
     started = time.monotonic()
-    sources = _sources(data_dir, route.name)
+    sources = _sources(data_dir, route)
     if not sources["segments"]:
         raise NoRowsError(
-            f"Route {route.name!r} has no sealed traffic under {data_dir}; send requests "
+            f"Route {route!r} has no sealed traffic under {data_dir}; send requests "
             "through the proxy and let them seal (or check --route and the data dir)."
         )
-    fingerprint = _fingerprint(sources, route, task, since)
-    latest = _latest_with(data_dir, route.name, fingerprint)
+    fingerprint = _fingerprint(sources, settings, task, since)
+    latest = _latest_with(data_dir, route, fingerprint)
     if latest is not None:
         return CurationResult(
-            route.name,
+            route,
             "up_to_date",
-            f"No new rows for route {route.name!r} since dataset v{latest}; nothing written.",
+            f"No new rows for route {route!r} since dataset v{latest}; nothing written.",
             version=latest,
             seconds=time.monotonic() - started,
         )
-    out = _run(data_dir, route, task, since, progress)
+    out = _run(data_dir, route, settings, task, since, progress)
     if out.rows_read == 0:
         raise NoRowsError(
-            f"Route {route.name!r} has no logged rows matching {_filter_text(task, since)}."
+            f"Route {route!r} has no logged rows matching {_filter_text(task, since)}."
         )
     if out.train or out.evaluation:
-        manifest = _manifest(route, task, since, sources, fingerprint, out)
-        version, path = _write_version(data_dir, route.name, out, manifest)
-        result = _result(route.name, out, version, path, manifest)
+        manifest = _manifest(route, settings, task, since, sources, fingerprint, out)
+        version, path = _write_version(data_dir, route, out, manifest)
+        result = _result(route, out, version, path, manifest)
     else:
-        result = _result(route.name, out)
+        result = _result(route, out)
     result.seconds = time.monotonic() - started
     return result
 
 
 def _run(
-    data_dir: Path, route: RouteConfig, task: str | None, since: datetime | None, progress: bool
+    data_dir: Path,
+    route: str,
+    settings: CurationSettings,
+    task: str | None,
+    since: datetime | None,
+    progress: bool,
 ) -> StageOutput:
-    con = open_segments(data_dir, route.name)
+    con = open_segments(data_dir, route)
     try:
-        prior = read_prior_eval(data_dir, route.name)
+        prior = read_prior_eval(data_dir, route)
         with _progress(progress) as advance:
-            return run_stages(con, route, task, since, prior, advance)
+            return run_stages(con, route, settings, task, since, prior, advance)
     finally:
         con.close()
 
@@ -118,13 +124,16 @@ def _sources(data_dir: Path, route: str) -> dict[str, list[str]]:
 
 
 def _fingerprint(
-    sources: dict[str, list[str]], route: RouteConfig, task: str | None, since: datetime | None
+    sources: dict[str, list[str]],
+    settings: CurationSettings,
+    task: str | None,
+    since: datetime | None,
 ) -> str:
     """Identity of a run's inputs: segments are immutable, so same names mean same rows."""
     blob = json.dumps(
         [
             sources,
-            route.curation.model_dump(mode="json"),
+            settings.model_dump(mode="json"),
             task,
             since.isoformat() if since else None,
         ],
@@ -185,7 +194,8 @@ def _result(
 
 
 def _manifest(
-    route: RouteConfig,
+    route: str,
+    settings: CurationSettings,
     task: str | None,
     since: datetime | None,
     sources: dict[str, list[str]],
@@ -194,13 +204,13 @@ def _manifest(
 ) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
-        "route": route.name,
+        "route": route,
         "version": None,  # set when the version number is taken
         "created_at": datetime.now(UTC).isoformat(),
         "task": task,
         "since": since.isoformat() if since else None,
         "source": {**sources, "fingerprint": fingerprint, "rows_read": out.rows_read},
-        "settings": route.curation.model_dump(mode="json"),
+        "settings": settings.model_dump(mode="json"),
         "counts": {"train": len(out.train), "eval": len(out.evaluation)},
         "stages": [r.to_json() for r in out.reports],
         "clusters": [c.to_json() for c in out.clusters],

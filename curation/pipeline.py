@@ -12,7 +12,6 @@ from datetime import datetime
 
 import duckdb
 
-from apprentice.config import RouteConfig
 from curation.balance import balance_pairs
 from curation.dedupe import dedupe_pairs
 from curation.feedback import apply_feedback, load_feedback
@@ -22,6 +21,7 @@ from curation.reference import Reference, reference_stats
 from curation.report import ClusterRow, StageReport
 from curation.scrub import scrub_pairs
 from curation.select import read_rows, select_pairs
+from curation.settings import CurationSettings
 from curation.split import PriorEval, split_pairs
 
 
@@ -38,15 +38,15 @@ class StageOutput:
 
 def run_stages(
     con: duckdb.DuckDBPyConnection,
-    route: RouteConfig,
+    route: str,
+    settings: CurationSettings,
     task: str | None,
     since: datetime | None,
     prior: PriorEval,
     advance: Callable[[str], None] = lambda name: None,
 ) -> StageOutput:
     """Run every stage on the route's rows in `con`; `advance` is told each finished stage."""
-    settings = route.curation
-    rows_read, table = read_rows(con, route.name, task, since)
+    rows_read, table = read_rows(con, route, task, since)
     selection = select_pairs(rows_read, table, settings)
     del table  # the raw JSON text is no longer needed; let it go before the heavy stages
     reports = [selection.report]
@@ -54,7 +54,7 @@ def run_stages(
     pairs, report = keep_good_answers(selection.pairs, settings)
     reports.append(report)
     advance("quality")
-    pairs, report = apply_feedback(pairs, load_feedback(con, route.name), settings)
+    pairs, report = apply_feedback(pairs, load_feedback(con, route), settings)
     reports.append(report)
     advance("feedback")
     pairs, report = scrub_pairs(pairs, settings)

@@ -17,10 +17,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from apprentice.schema import ROW_SCHEMA_VERSION
 from curation.pairs import MalformedRow, Pair, parse_answer, parse_request
 from curation.report import StageReport
 from curation.settings import CurationSettings
+from logbook.schema import ROW_SCHEMA_VERSION
 
 BATCH_ROWS = 10_000
 COLUMNS = (

@@ -1,15 +1,14 @@
-"""The drift job: sliding windows of live traffic per route, scored against the reference.
+"""Drift scoring: sliding windows of live traffic per route, scored against the reference.
 
-The proxy feeds it (`observe_prompt`, `observe_output`, `observe_shadow`) on the request path,
-which is cheap: tokenising one prompt and updating running counts. Scoring happens in `run`,
-every route's `interval_s`, and exports `apprentice_drift_score{route,method}`. The canary
-controller reads `latest(route)` (or gets each report through `on_report`) to act on it.
+The proxy feeds it (`observe_prompt`, `observe_output`, `observe_shadow`) where a request is
+answered. A prompt is only queued there; `drain` tokenises the queue into the windows, off the
+request path. The canary loop drains every tick, scores the routes that are `due` (each on its
+own `[routes.drift] interval_s`) with `evaluate`, which exports
+`apprentice_drift_score{route,method}`, and acts on the report.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from monitoring.drift import (
     Reference,
     disagreement_rate,
     length_psi,
+    prompt_text,
     prompt_tokens,
     token_jsd,
     unseen_rate,
@@ -29,6 +29,7 @@ from monitoring.settings import THRESHOLD_KEYS, DriftSettings
 
 Level = Literal["ok", "warn", "act"]
 METHODS = tuple(THRESHOLD_KEYS)
+INBOX_SIZE = 100_000  # prompts queued between drains; the oldest go first when it is full
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class DriftMonitor:
         self._references: dict[str, Reference] = {}
         self._latest: dict[str, DriftReport] = {}
         self._last_run: dict[str, float] = {}
+        self._inbox: deque[tuple[str, Any]] = deque(maxlen=INBOX_SIZE)
         for route, s in self._settings.items():
             metrics.drift_interval.labels(route).set(s.interval_s)
             for method in METHODS:
@@ -109,11 +111,21 @@ class DriftMonitor:
             return
         self._references[route] = Reference.parse(reference)
 
-    def observe_prompt(self, route: str, text: str) -> None:
-        """Add one live prompt to the route's window; `text` is `drift.prompt_text(messages)`."""
-        window = self._windows.get(route)
-        if window is not None:
-            window.add_prompt(prompt_tokens(text))
+    def observe_prompt(self, route: str, messages: Any) -> None:
+        """Queue one live request's messages for the route's window (cheap: tokenised later,
+        by `drain`)."""
+        if route in self._windows:
+            self._inbox.append((route, messages))
+
+    def drain(self) -> int:
+        """Tokenise the queued prompts into their windows; returns how many."""
+        drained = 0
+        while self._inbox:
+            route, messages = self._inbox.popleft()
+            if isinstance(messages, list):
+                self._windows[route].add_prompt(prompt_tokens(prompt_text(messages)))
+                drained += 1
+        return drained
 
     def observe_output(self, route: str, text: str) -> None:
         """Add one student answer, for the output-length PSI."""
@@ -136,6 +148,7 @@ class DriftMonitor:
         reference = self._references.get(route)
         if reference is None:
             return None
+        self.drain()
         settings, window, now = self._settings[route], self._windows[route], self._clock()
         scores = _scores(reference, window, settings)
         self._clear_scores(route)
@@ -166,19 +179,6 @@ class DriftMonitor:
             for r in self._references
             if now - self._last_run.get(r, -float("inf")) >= self._settings[r].interval_s
         ]
-
-    async def run(
-        self, stop: asyncio.Event, on_report: Callable[[DriftReport], None] | None = None
-    ) -> None:
-        """Score routes as they fall due until `stop` is set (started in the server lifespan)."""
-        tick = min((s.interval_s for s in self._settings.values()), default=60.0)
-        while not stop.is_set():
-            for route in self.due():
-                report = self.evaluate(route)
-                if report is not None and on_report is not None:
-                    on_report(report)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=tick)
 
     def _clear_scores(self, route: str) -> None:
         # A method without enough data this run must not keep showing last run's score.

@@ -270,10 +270,14 @@ class Metrics:
 
     def set_student(self, route: str, version: str, base: str) -> None:
         """Record the route's current student; the previous one's series is removed."""
+        self.clear_student(route)
+        self.student_info.labels(route, version, base).set(1.0)
+
+    def clear_student(self, route: str) -> None:
+        """The route serves and shadows no student: remove its apprentice_student_info."""
         for labels in _label_sets(self.student_info):
             if labels[0] == route:
                 self.student_info.remove(*labels)
-        self.student_info.labels(route, version, base).set(1.0)
 
     def record_retrain(self, route: str, outcome: str, finished_at: float) -> None:
         """Count one finished retrain job and keep its time and failure streak."""

@@ -1,4 +1,9 @@
-"""The ASGI application: routers, error handlers, and the lifespan that owns shared objects."""
+"""The ASGI application: routers, error handlers, and the lifespan that owns shared objects.
+
+The shell composes the proxy with the stages it serves beside: `create_app` takes a factory
+of `Backends` (logbook, canary loop, drift, jobs), entered in the lifespan before the proxy
+builds its own objects and left after they are closed.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,9 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from apprentice.config import Config, RouteConfig
-from apprentice.logbook import Logbook
-from apprentice.scheduler import Scheduler
-from monitoring.drift_monitor import DriftReport
 from monitoring.metrics import Metrics
-from proxy import admin, feedback, health
+from proxy import admin, admin_canary, admin_jobs, feedback, health
+from proxy.accounting import Pricer
 from proxy.auth import Auth
 from proxy.chat import chat_completions
 from proxy.errors import (
@@ -31,29 +33,31 @@ from proxy.errors import (
     handle_http_exception,
     handle_validation_error,
 )
-from proxy.exchange import Accounting, Pricer
-from proxy.rollout import Rollout
-from proxy.state import ProxyState, new_request_id
-from proxy.student_backend import StudentPool, StudentSettings
+from proxy.routing import Router
+from proxy.settings import ProxySettings, RouteSettings
+from proxy.state import Backends, ProxyState, new_request_id
+from proxy.student_backend import StudentPool
 from proxy.student_remote import RemoteStudent
 from proxy.teacher import Teacher
-from retrain.registry import list_students
 
 log = logging.getLogger("apprentice.proxy")
+BackendsFactory = Callable[[], contextlib.AbstractAsyncContextManager[Backends]]
 
 
-def create_app(config: Config, metrics: Metrics | None = None) -> FastPath:
-    """The proxy for `config`. Shared objects are built when the app starts, not here."""
-    metrics = metrics or Metrics()
+def create_app(settings: ProxySettings, metrics: Metrics, backends: BackendsFactory) -> FastPath:
+    """The proxy. Shared objects are built when the app starts, not here."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await _start(config, metrics)
-        app.state.proxy = state
-        try:
-            yield
-        finally:
-            await _stop(state)
+        async with backends() as given:
+            state = await _start(settings, metrics, given)
+            app.state.proxy = state
+            app.state.canary = given.canary
+            app.state.jobs = given.jobs
+            try:
+                yield
+            finally:
+                await _stop(state)
 
     app = FastAPI(
         title="apprentice",
@@ -64,65 +68,49 @@ def create_app(config: Config, metrics: Metrics | None = None) -> FastPath:
     )
     # The hot path is a plain Starlette route: no dependency solving, no body model.
     app.router.routes.append(Route("/v1/chat/completions", chat_completions, methods=["POST"]))
-    app.include_router(feedback.router)
-    app.include_router(health.router)
-    app.include_router(admin.router)
+    for module in (feedback, health, admin, admin_canary, admin_jobs):
+        app.include_router(module.router)
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_middleware(RequestIdMiddleware)
-    return FastPath(app)
+    return FastPath(app, metrics)
 
 
-async def _start(config: Config, metrics: Metrics) -> ProxyState:
-    if not config.server.api_keys:
+async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) -> ProxyState:
+    server, routes = settings.server, settings.routes
+    if not server.api_keys:
         log.warning("server.api_keys is empty: any client can call this proxy")
-    secrets = [k.get_secret_value() for k in config.server.api_keys]
-    secrets += [r.teacher_api_key.get_secret_value() for r in config.routes if r.teacher_api_key]
-    secrets += [r.student_api_key.get_secret_value() for r in config.routes if r.student_api_key]
-    admin_token = config.server.admin_token
-    if admin_token is not None:
-        secrets.append(admin_token.get_secret_value())
+    secrets = [k.get_secret_value() for k in server.api_keys]
+    secrets += [r.teacher_api_key.get_secret_value() for r in routes if r.teacher_api_key]
+    secrets += [r.student_api_key.get_secret_value() for r in routes if r.student_api_key]
+    if server.admin_token is not None:
+        secrets.append(server.admin_token.get_secret_value())
     client = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
         auto_decompress=False,
         skip_auto_headers=("user-agent",),
     )
-    logbook = Logbook(config.data_dir, config.logbook, metrics)
-    await logbook.open()
-    if any(not r.passthrough or r.input_cost_per_mtok is None for r in config.routes):
+    if any(not r.passthrough for r in routes):
         # litellm takes seconds to import; do it now, off the event loop, not on a request.
         asyncio.get_running_loop().run_in_executor(None, _import_litellm)
-    rollout = Rollout(config, logbook, metrics, lambda route: list_students(config.data_dir, route))
-    await rollout.open()
-    scheduler = Scheduler(config, metrics)
+    router = None
+    if backends.canary is not None and backends.traffic is not None:
+        router = Router(backends.canary.controllers, backends.traffic)
     state = ProxyState(
-        config=config,
+        settings=settings,
         metrics=metrics,
-        logbook=logbook,
+        logbook=backends.logbook,
         teacher=Teacher(client, metrics, secrets),
-        accounting=Accounting(metrics, Pricer(), observe_prompt=rollout.observe_prompt),
+        pricer=await asyncio.to_thread(Pricer.load, routes),
         auth=Auth(
-            [k.get_secret_value() for k in config.server.api_keys],
-            None if admin_token is None else admin_token.get_secret_value(),
+            [k.get_secret_value() for k in server.api_keys],
+            None if server.admin_token is None else server.admin_token.get_secret_value(),
         ),
-        rollout=rollout,
-        scheduler=scheduler,
-        students=StudentPool(
-            config.data_dir,
-            StudentSettings(
-                num_threads=config.students.num_threads,
-                batch_window_ms=config.students.batch_window_ms,
-                max_batch_size=config.students.max_batch_size,
-                max_tokens_limit=config.students.max_tokens,
-            ),
-            remotes=_remote_students(config, client),
-        ),
+        students=StudentPool(settings.data_dir, settings.students, _remotes(routes, client)),
+        router=router,
+        drift=backends.drift,
     )
-    state.loops = [asyncio.create_task(rollout.run(state.stop))]
-    if any(r.retrain.schedule for r in config.routes):
-        state.loops.append(asyncio.create_task(scheduler.run(state.stop)))
-    rollout.on_drift = lambda report: _retrain_on_drift(scheduler, report)
     # Everything imported so far lives as long as the server: keep it out of the cyclic
     # collector's full passes, which otherwise scan it again and again on the request path.
     gc.collect()
@@ -130,16 +118,16 @@ async def _start(config: Config, metrics: Metrics) -> ProxyState:
     return state
 
 
-def _remote_students(
-    config: Config, session: aiohttp.ClientSession
+def _remotes(
+    routes: list[RouteSettings], session: aiohttp.ClientSession
 ) -> dict[str, Callable[[int], RemoteStudent]]:
     """Factories of remote students for the routes that serve them from a URL."""
     out: dict[str, Callable[[int], RemoteStudent]] = {}
-    for route in config.routes:
+    for route in routes:
         if route.student_api_base is None:
             continue
 
-        def factory(version: int, route: RouteConfig = route) -> RemoteStudent:
+        def factory(version: int, route: RouteSettings = route) -> RemoteStudent:
             assert route.student_api_base is not None
             key = route.student_api_key
             return RemoteStudent(
@@ -148,32 +136,19 @@ def _remote_students(
                 base_url=route.student_api_base,
                 model=route.student_model.format(route=route.name, version=version),
                 api_key=None if key is None else key.get_secret_value(),
-                timeout_s=route.canary.student_timeout_s,
+                timeout_s=route.student_timeout_s,
             )
 
         out[route.name] = factory
     return out
 
 
-def _retrain_on_drift(scheduler: Scheduler, report: DriftReport) -> None:
-    if report.trigger_retrain:
-        scheduler.trigger(report.route)
-
-
 async def _stop(state: ProxyState) -> None:
     gc.unfreeze()  # let interpreter shutdown collect what start froze
-    state.stop.set()
-    for task in state.loops:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     if state.background:  # shadow comparisons already started finish and are logged
         await asyncio.wait(state.background, timeout=30)
-    if state.rollout is not None:
-        await state.rollout.tick()  # persist the last transitions
-    await state.logbook.close()
     await state.teacher.client.close()
-    if state.students is not None:
-        await state.students.close()
+    await state.students.close()
 
 
 def _import_litellm() -> None:
@@ -186,9 +161,10 @@ class FastPath:
     FastAPI's middleware stack (telemetry, body limit, exit stack, exception middleware,
     router) costs the hot path a few hundred microseconds a request for nothing it uses."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, metrics: Metrics) -> None:
         self.app = app
         self.state = app.state
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (
@@ -205,8 +181,9 @@ class FastPath:
             response = await chat_completions(Request(scope, receive, send))
         except ApiError as exc:
             response = error_response(exc)
-        except Exception:  # the boundary: a bug answers 500 in OpenAI's shape, once logged
+        except Exception:  # a bug before the request had a route: 500, counted and logged
             log.exception("chat completion %s failed", request_id)
+            self.metrics.requests.labels("-", "proxy", "error").inc()
             response = error_response(
                 ApiError(500, "apprentice failed on this request; see its log.", "server_error",
                          code="internal_error")

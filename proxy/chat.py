@@ -1,62 +1,77 @@
-"""POST /v1/chat/completions: check the request, pick the route, answer, hand off the capture.
+"""POST /v1/chat/completions: check the request, pick the route, answer, hand off the row.
 
-This is the hot path. It does the least it can: parse the body once, forward, relay, and queue
-the raw exchange for the logbook; parsing the answer and counting tokens happen later.
+This is the hot path. It does the least it can before the answer goes out: parse the body
+once, forward, relay. `finish` runs once the answer is complete (after the last byte of a
+non-streamed answer is sent): it builds the row, counts the request, and queues the row.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from apprentice.config import RouteConfig
 from proxy.errors import ApiError
-from proxy.exchange import Exchange, now_utc, session_hash
+from proxy.exchange import Exchange, build_row, now_utc, session_hash
 from proxy.relay import RelayResponse, strip_logprobs
 from proxy.serving import answer_with_student
+from proxy.settings import RouteSettings
 from proxy.shadow import schedule_shadow
 from proxy.state import ProxyState, proxy_state
 
+log = logging.getLogger("apprentice.proxy")
 SERVED_BY = "x-apprentice-served-by"
 REQUEST_ID = "x-apprentice-request-id"
 
 
 async def chat_completions(request: Request) -> Response:
-    """Proxy one chat completion to the route's teacher and log it."""
+    """Proxy one chat completion to the route's teacher (or a student) and log it."""
     t0 = time.perf_counter()
     started = now_utc()
     state = proxy_state(request)
     request_id: str = request.scope["state"]["request_id"]
     try:
         key = state.auth.client(request)
-        body = await read_body(request, state.config.server.max_body_bytes)
+        body = await read_body(request, state.settings.server.max_body_bytes)
         payload = parse_chat_request(body)
         route = state.route_for(payload["model"])
     except ApiError as exc:
         state.metrics.client_errors.labels(exc.code or "invalid_request").inc()
         raise
-    exchange = _exchange(state, request, route, payload, body, started, request_id, key)
+    exchange = _exchange(request, route, payload, body, started, request_id, key)
     if exchange.capture:
         state.logbook.expect(request_id, route.name)
-    if state.rollout is not None:
+    try:
+        return await _answer(state, request, exchange, t0)
+    except Exception:  # a bug: answered 500 in OpenAI's shape, counted and logged like any answer
+        log.exception("chat completion %s failed", request_id)
+        exchange.status, exchange.outcome = 500, "error"
+        exchange.error = "apprentice failed on this request; see its log."
+        finish(state, exchange, t0)
+        raise ApiError(500, exchange.error, "server_error", code="internal_error") from None
+
+
+async def _answer(state: ProxyState, request: Request, exchange: Exchange, t0: float) -> Response:
+    route, payload, request_id = exchange.route, exchange.payload, exchange.request_id
+    if state.router is not None:
         sticky = request.headers.get("x-apprentice-session") or payload.get("user") or request_id
-        version = state.rollout.choose(route.name, str(sticky))
-        if version is not None and state.rollout.holdout(route.name):
+        version = state.router.choose(route.name, str(sticky))
+        if version is not None and state.router.holdout(route.name):
             exchange.shadow_version, version = version, None  # measured against the teacher
         elif version is None:
-            exchange.shadow_version = state.rollout.shadow_for(route.name, None)
+            exchange.shadow_version = state.router.shadow_for(route.name)
         if version is not None:
             answered = await answer_with_student(state, route, exchange, version)
             if answered is not None:
                 exchange.status, exchange.ttft_s = 200, time.perf_counter() - t0
-                finish(state, exchange, t0)
                 body_out, out_headers = answered
                 out_headers |= {REQUEST_ID: request_id, SERVED_BY: exchange.served_by}
-                return Response(body_out, status_code=200, headers=out_headers)
+                return _finished(state, exchange, t0, body_out, 200, out_headers)
     upstream_payload = payload
     if route.capture_top_logprobs and not payload.get("logprobs"):
         upstream_payload = payload | {"logprobs": True, "top_logprobs": route.capture_top_logprobs}
@@ -73,39 +88,66 @@ async def chat_completions(request: Request) -> Response:
     if exchange.proxy_added_logprobs and upstream.status == 200:
         body_out = strip_logprobs(body_out)
     exchange.ttft_s = time.perf_counter() - t0
-    finish(state, exchange, t0)
-    return Response(body_out, status_code=upstream.status, headers=headers)
+    return _finished(state, exchange, t0, body_out, upstream.status, headers)
+
+
+def _finished(
+    state: ProxyState,
+    exchange: Exchange,
+    t0: float,
+    body: bytes,
+    status: int,
+    headers: dict[str, str],
+) -> Response:
+    """The response, with `finish` run once its last byte has been sent."""
+
+    async def after() -> None:
+        finish(state, exchange, t0)
+
+    return Response(body, status_code=status, headers=headers, background=BackgroundTask(after))
 
 
 def finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
-    """Record metrics and queue the exchange for the logbook; never raises, never waits."""
+    """Build the row, count the request, queue the row; never raises, never waits."""
+    try:
+        _finish(state, exchange, t0)
+    except Exception:  # capture must never fail a request that has been answered
+        log.exception("capture of %s failed", exchange.request_id)
+        state.metrics.capture_failures.inc()
+
+
+def _finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
     exchange.latency_s = time.perf_counter() - t0
-    served = "teacher" if exchange.served_by == "teacher" else "student"
+    row = build_row(exchange, state.pricer)
+    route = exchange.route.name
+    served = "student" if exchange.by_student else "teacher"
     metrics = state.metrics
-    metrics.requests.labels(exchange.route, served, exchange.outcome).inc()
-    metrics.request_duration.labels(exchange.route, served).observe(exchange.latency_s)
+    metrics.requests.labels(route, served, exchange.outcome).inc()
+    metrics.request_duration.labels(route, served).observe(exchange.latency_s)
     if exchange.ttft_s is not None:
-        metrics.time_to_first_token.labels(exchange.route, served).observe(exchange.ttft_s)
-    if not exchange.capture:
-        metrics.capture_skipped.labels(
-            "header" if exchange.route_config.capture else "route_config"
-        ).inc()
-    if state.rollout is not None:
+        metrics.time_to_first_token.labels(route, served).observe(exchange.ttft_s)
+    state.accounting.count(row)
+    if state.drift is not None:
+        state.drift.observe_prompt(route, exchange.payload.get("messages"))
+    if state.router is not None:
         ok = exchange.outcome in ("ok", "client_disconnected")
-        traffic = state.rollout.traffic[exchange.route]
+        traffic = state.router.traffic[route]
         if exchange.fallback is not None:
             traffic.fell_back(exchange.fallback)
         else:
-            traffic.served(served == "student", ok, exchange.latency_s)
+            traffic.served(exchange.by_student, ok, exchange.latency_s)
         if exchange.shadow_version and exchange.outcome == "ok" and exchange.status == 200:
-            schedule_shadow(state, exchange, exchange.shadow_version)
-    state.logbook.submit(exchange)
+            row.shadow_pair_id = schedule_shadow(state, exchange, exchange.shadow_version)
+    if exchange.capture:
+        state.logbook.submit(row)
+    else:
+        reason = "header" if exchange.route.capture else "route_config"
+        metrics.capture_skipped.labels(reason).inc()
 
 
 def _exchange(
-    state: ProxyState,
     request: Request,
-    route: RouteConfig,
+    route: RouteSettings,
     payload: dict[str, Any],
     body: bytes,
     started: Any,
@@ -117,9 +159,7 @@ def _exchange(
     capture = route.capture and headers.get("x-apprentice-capture", "").lower() != "off"
     return Exchange(
         request_id=request_id,
-        route=route.name,
-        route_config=route,
-        accounting=state.accounting,
+        route=route,
         started_at=started,
         payload=payload,
         request_body=body,

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from logbook.schema import FeedbackRow
 from proxy.errors import ApiError
 from proxy.exchange import now_utc
 from proxy.state import proxy_state
@@ -54,15 +55,15 @@ async def post_feedback(body: FeedbackIn, request: Request) -> dict[str, Any]:
     if isinstance(correction, str):
         correction = {"role": "assistant", "content": correction}
     state.logbook.submit_feedback(
-        {
-            "feedback_id": feedback_id,
-            "request_id": body.request_id,
-            "route": route,
-            "created_at": now_utc().replace(tzinfo=None),
-            "score": body.score,
-            "label": body.label,
-            "comment": body.comment,
-            "correction": None if correction is None else orjson.dumps(correction).decode(),
-        }
+        FeedbackRow(
+            feedback_id=feedback_id,
+            request_id=body.request_id,
+            route=route,
+            created_at=now_utc().replace(tzinfo=None),
+            score=body.score,
+            label=body.label,
+            comment=body.comment,
+            correction=None if correction is None else orjson.dumps(correction).decode(),
+        )
     )
     return {"id": feedback_id, "object": "feedback", "request_id": body.request_id}

@@ -42,6 +42,6 @@ async def models(request: Request) -> dict[str, Any]:
     state.auth.client(request)
     data = [
         {"id": r.name, "object": "model", "created": 0, "owned_by": "apprentice"}
-        for r in state.config.routes
+        for r in state.settings.routes
     ]
     return {"object": "list", "data": data}

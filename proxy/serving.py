@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from apprentice.config import RouteConfig
 from proxy.exchange import Exchange
+from proxy.settings import RouteSettings
 from proxy.state import ProxyState
 from proxy.student_protocol import StudentError, StudentResult
 
@@ -26,10 +26,9 @@ SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 
 
 async def answer_with_student(
-    state: ProxyState, route: RouteConfig, exchange: Exchange, version: str
+    state: ProxyState, route: RouteSettings, exchange: Exchange, version: str
 ) -> tuple[bytes, dict[str, str]] | None:
     """The student's response body and headers, or None to let the teacher answer."""
-    assert state.students is not None and state.rollout is not None
     metrics = state.metrics
     try:
         student = await state.students.get(route.name, int(version.removeprefix("v")))
@@ -44,9 +43,9 @@ async def answer_with_student(
         try:
             result = await asyncio.wait_for(
                 student.complete(exchange.payload | {"stream": False}),
-                timeout=route.canary.student_timeout_s,
+                timeout=route.student_timeout_s,
             )
-            reason = fallback_reason(result, exchange.payload, route.canary.confidence_floor)
+            reason = fallback_reason(result, exchange.payload, route.confidence_floor)
         except TimeoutError:
             reason = "timeout"
         except StudentError:

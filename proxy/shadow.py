@@ -15,10 +15,11 @@ from typing import Any
 
 import orjson
 
-from proxy.exchange import Exchange
+from proxy.exchange import Exchange, build_row
 from proxy.sse import reassemble
 from proxy.state import ProxyState, new_request_id
 from proxy.student_protocol import StudentError
+from retrain.students import exact_match, token_f1
 
 log = logging.getLogger("apprentice.shadow")
 
@@ -26,23 +27,23 @@ log = logging.getLogger("apprentice.shadow")
 MAX_IN_FLIGHT = 64  # beyond this a busy student would only queue comparisons for seconds
 
 
-def schedule_shadow(state: ProxyState, exchange: Exchange, version: str) -> None:
-    """Start the comparison in the background; the caller never waits for it."""
+def schedule_shadow(state: ProxyState, exchange: Exchange, version: str) -> str | None:
+    """Start the comparison in the background and return its pair id (None when skipped);
+    the caller never waits for it."""
     if len(state.background) >= MAX_IN_FLIGHT:
-        state.metrics.shadow_skipped.labels(exchange.route).inc()
-        return
+        state.metrics.shadow_skipped.labels(exchange.route.name).inc()
+        return None
     exchange.shadow_pair_id = f"pair_{uuid.uuid4().hex[:16]}"
     task = asyncio.get_running_loop().create_task(compare(state, exchange, version))
     state.background.add(task)
     task.add_done_callback(state.background.discard)
+    return exchange.shadow_pair_id
 
 
 async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
     """Ask the student, compare with the teacher's answer, record the pair."""
-    from retrain.evaluation import exact_match, token_f1
-
-    assert state.students is not None and state.rollout is not None
-    route = teacher.route_config
+    assert state.router is not None
+    route = teacher.route
     teacher_text = teacher_answer(teacher)
     if teacher_text is None:
         return
@@ -52,7 +53,7 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
         student = await state.students.get(route.name, int(version.removeprefix("v")))
         if student.supports(payload) is not None:
             return
-        result = await asyncio.wait_for(student.complete(payload), route.canary.student_timeout_s)
+        result = await asyncio.wait_for(student.complete(payload), route.student_timeout_s)
     except (StudentError, TimeoutError, OSError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"
     latency = time.perf_counter() - started
@@ -71,19 +72,24 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
         verdict = "agree" if agree else "disagree"
     tags["verdict"] = verdict
     state.metrics.shadow_comparisons.labels(route.name, verdict).inc()
-    state.rollout.record_shadow(route.name, verdict, student_text)
-    state.logbook.submit(
-        Exchange(
-            request_id=new_request_id(), route=route.name, route_config=route,
-            accounting=teacher.accounting, started_at=teacher.started_at, payload=payload,
-            request_body=teacher.request_body, stream=False, served_by=f"student:{version}",
-            task=teacher.task, session_hash=teacher.session_hash, key_id=teacher.key_id,
-            status=200 if result else 500, outcome="ok" if result else "error", error=error,
-            response_body=orjson.dumps(result.response) if result else None,
-            latency_s=latency, ttft_s=latency, shadow_pair_id=teacher.shadow_pair_id,
-            tags=tags, shadow=True,
-        )
+    state.router.traffic[route.name].compared(verdict)
+    if state.drift is not None:
+        state.drift.observe_shadow(route.name, verdict)
+        if student_text is not None:
+            state.drift.observe_output(route.name, student_text)
+    if not teacher.capture:  # the client asked for no log: its shadow pair is not kept either
+        return
+    shadow = Exchange(
+        request_id=new_request_id(), route=route, started_at=teacher.started_at,
+        payload=payload, request_body=teacher.request_body, stream=False,
+        served_by=f"student:{version}", task=teacher.task, session_hash=teacher.session_hash,
+        key_id=teacher.key_id, status=200 if result else 500,
+        outcome="ok" if result else "error", error=error,
+        response_body=orjson.dumps(result.response) if result else None,
+        latency_s=latency, ttft_s=latency, shadow_pair_id=teacher.shadow_pair_id,
+        tags=tags, shadow=True,
     )  # fmt: skip
+    state.logbook.submit(build_row(shadow, state.pricer))
 
 
 def teacher_answer(exchange: Exchange) -> str | None:

@@ -1,46 +1,65 @@
-"""The objects a running proxy shares, created in the app's lifespan and found on app.state."""
+"""The objects the request path shares, created in the app's lifespan and found on app.state.
+
+Objects other stages own (the logbook, the canary loop's controllers, drift, the job runner)
+come from the shell as `Backends`; the proxy builds its own (teacher client, auth, students).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from apprentice.config import Config, RouteConfig
-from apprentice.logbook import Logbook
-from apprentice.scheduler import Scheduler
+from logbook.writer import Logbook
+from monitoring.drift_monitor import DriftMonitor
 from monitoring.metrics import Metrics
+from proxy.accounting import Accounting, Pricer
 from proxy.auth import Auth
 from proxy.errors import ApiError
-from proxy.exchange import Accounting
-from proxy.rollout import Rollout
+from proxy.routing import Router, Traffic
+from proxy.settings import ProxySettings, RouteSettings
 from proxy.student_backend import StudentPool
 from proxy.teacher import Teacher
+
+if TYPE_CHECKING:
+    from canary.loop import CanaryLoop
+    from proxy.admin_jobs import Jobs
+
+
+@dataclass
+class Backends:
+    """What the shell hands the proxy: the objects of the stages it serves beside."""
+
+    logbook: Logbook
+    traffic: Traffic | None = None  # the canary's interval counters; None: no canary here
+    canary: CanaryLoop | None = None
+    drift: DriftMonitor | None = None
+    jobs: Jobs | None = None
 
 
 @dataclass
 class ProxyState:
-    config: Config
+    settings: ProxySettings
     metrics: Metrics
     logbook: Logbook
     teacher: Teacher
-    accounting: Accounting
+    pricer: Pricer
     auth: Auth
-    rollout: Rollout | None = None
-    scheduler: Scheduler | None = None
-    students: StudentPool | None = None
+    students: StudentPool
+    router: Router | None = None
+    drift: DriftMonitor | None = None
+    background: set[asyncio.Task[None]] = field(default_factory=set)  # shadows in flight
 
     def __post_init__(self) -> None:
-        self.background: set[asyncio.Task[None]] = set()  # shadow comparisons in flight
-        self.loops: list[asyncio.Task[None]] = []  # the rollout and scheduler loops
-        self.stop = asyncio.Event()
-        self.routes = {route.name: route for route in self.config.routes}
-        self.catch_all = next((r for r in self.config.routes if r.any_model), None)
+        self.accounting = Accounting(self.metrics, self.pricer)
+        self.routes = {route.name: route for route in self.settings.routes}
+        self.catch_all = next((r for r in self.settings.routes if r.any_model), None)
 
-    def route_for(self, model: str) -> RouteConfig:
+    def route_for(self, model: str) -> RouteSettings:
         """The route a `model` name selects; 404 in OpenAI's shape when there is none."""
         route = self.routes.get(model) or self.catch_all
         if route is None:

@@ -10,7 +10,6 @@ several students (one per (route, version)), loading lazily and unloading on req
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import queue
 import threading
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from proxy.settings import StudentSettings
 from proxy.student_protocol import (
     Ending,
     Piece,
@@ -32,10 +32,10 @@ from proxy.student_protocol import (
     logprob_entry,
     max_new_tokens,
     requested_top_logprobs,
-    text_messages,
     unsupported_reason,
 )
 from proxy.student_remote import RemoteStudent
+from retrain.students import Prompt, load_student, prompt_ids, student_dir
 
 if TYPE_CHECKING:  # torch loads with the first student, not with the proxy
     from proxy.decoding import Step
@@ -44,23 +44,6 @@ log = logging.getLogger("proxy.students")
 
 _CLOSE = object()  # inbox sentinel: the worker stops after it
 _Event = Piece | Ending | StudentError
-
-
-@dataclass(frozen=True)
-class StudentSettings:
-    """How an in-process student serves."""
-
-    num_threads: int = 1  # torch intra-op threads (process-wide); >free cores is slower
-    batch_window_ms: float = 2.0  # how long the first request waits for others to join it
-    max_batch_size: int = 16
-    max_tokens_limit: int = 256  # cap on max_tokens, and the default when a request gives none
-    device: str | None = None  # None: CUDA when present, else CPU
-
-    def __post_init__(self) -> None:
-        if self.num_threads < 1 or self.max_batch_size < 1 or self.max_tokens_limit < 1:
-            raise ValueError("num_threads, max_batch_size and max_tokens_limit must be >= 1")
-        if self.batch_window_ms < 0:
-            raise ValueError("batch_window_ms must be >= 0")
 
 
 @dataclass
@@ -80,7 +63,7 @@ class _Request:
     def __init__(self, payload: dict[str, Any], limit: int) -> None:
         self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue[_Event] = asyncio.Queue()
-        self.messages = text_messages(payload["messages"])
+        self.conversation = Prompt.from_chat(payload["messages"])
         self.max_new = max_new_tokens(payload, limit)
         self.top_k = requested_top_logprobs(payload) or 0
         self.prompt: list[int] = []
@@ -131,8 +114,6 @@ class InProcessStudent:
         cls, student_dir: Path, *, name: str, version: int, settings: StudentSettings | None = None
     ) -> InProcessStudent:
         """Load a registered student folder (blocking: call it off the event loop)."""
-        from retrain.models import load_student
-
         settings = settings or StudentSettings()
         model, tokenizer = load_student(student_dir, merge=True, device=settings.device)
         return cls(model, tokenizer, name=name, version=version, settings=settings)
@@ -163,7 +144,7 @@ class InProcessStudent:
         reason = self.supports(payload)
         if reason is not None:
             raise StudentError(f"this student cannot serve the request ({reason})")
-        request = _Request(payload, self.settings.max_tokens_limit)
+        request = _Request(payload, self.settings.max_tokens)
         with self._lock:
             if self._closed:
                 raise StudentError(f"student {self.name} v{self.version} is closed")
@@ -243,10 +224,8 @@ class InProcessStudent:
 
     def _prepare(self, request: _Request) -> bool:
         """Tokenise the prompt (here, not on the loop); False when it cannot be."""
-        from retrain.examples import prompt_ids
-
         try:
-            ids = prompt_ids(self.tokenizer, {"messages": json.dumps(request.messages)})
+            ids = prompt_ids(self.tokenizer, request.conversation)
         except Exception as exc:  # a bad conversation fails only its request
             request.post(StudentError(f"the student could not render the prompt: {exc}"))
             return False
@@ -326,8 +305,6 @@ class StudentPool:
         return self._students[key]
 
     def _load(self, route: str, version: int) -> InProcessStudent:
-        from retrain.registry import student_dir
-
         path = student_dir(self.data_dir, route, version)
         if not (path / "manifest.json").exists():
             raise StudentError(f"no registered student {route} v{version} in {path}")

@@ -94,17 +94,6 @@ def include_usage(payload: dict[str, Any]) -> bool:
     return bool(options.get("include_usage"))
 
 
-def text_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Messages with list content flattened to its text parts (the chat templates want str)."""
-    out = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if p.get("type") == "text")
-        out.append({**m, "content": content or ""})
-    return out
-
-
 def logprob_entry(token: str, logprob: float, top: list[tuple[str, float]]) -> dict[str, Any]:
     """One OpenAI logprobs.content entry."""
     return {

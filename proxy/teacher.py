@@ -21,9 +21,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from apprentice.config import RouteConfig
 from monitoring.metrics import Metrics
 from proxy.errors import error_body, redact
+from proxy.settings import RouteSettings
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 FORWARDED_HEADERS = ("x-request-id", "retry-after", "openai-processing-ms", "openai-version")
@@ -55,7 +55,7 @@ class Teacher:
         self.metrics = metrics
         self.secrets = secrets
 
-    async def call(self, route: RouteConfig, payload: dict[str, Any], stream: bool) -> Upstream:
+    async def call(self, route: RouteSettings, payload: dict[str, Any], stream: bool) -> Upstream:
         """Send one chat completion to the route's teacher; errors come back as `Upstream`."""
         if route.passthrough:
             return await self._passthrough(route, payload, stream)
@@ -64,7 +64,7 @@ class Teacher:
     # -- OpenAI-compatible pass-through ------------------------------------------------------
 
     async def _passthrough(
-        self, route: RouteConfig, payload: dict[str, Any], stream: bool
+        self, route: RouteSettings, payload: dict[str, Any], stream: bool
     ) -> Upstream:
         base = (route.teacher_api_base or DEFAULT_API_BASE).rstrip("/")
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
@@ -103,7 +103,7 @@ class Teacher:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _answer(
-        self, route: RouteConfig, response: aiohttp.ClientResponse, stream: bool
+        self, route: RouteSettings, response: aiohttp.ClientResponse, stream: bool
     ) -> Upstream:
         headers = {k.lower(): v for k, v in response.headers.items() if _forwarded(k)}
         headers["content-type"] = response.headers.get("content-type", "application/json")
@@ -122,7 +122,7 @@ class Teacher:
         return Upstream(response.status, headers, body=body)
 
     def _upstream_error(
-        self, route: RouteConfig, status: int, body: bytes, headers: dict[str, str]
+        self, route: RouteSettings, status: int, body: bytes, headers: dict[str, str]
     ) -> Upstream:
         try:
             parsed = orjson.loads(body)
@@ -138,13 +138,13 @@ class Teacher:
         body = error_body(message, "upstream_error", "teacher_error")
         return Upstream(status, headers, body=body, error=message)
 
-    def _unreachable(self, route: RouteConfig, exc: Exception) -> Upstream:
+    def _unreachable(self, route: RouteSettings, exc: Exception) -> Upstream:
         detail = redact(f"{type(exc).__name__}: {exc}", self.secrets)
         message = f"The teacher of route {route.name} could not be reached ({detail})."
         body = error_body(message, "upstream_error", "teacher_unreachable")
         return Upstream(502, {"content-type": "application/json"}, body=body, error=message)
 
-    def _timed_out(self, route: RouteConfig, exc: Exception) -> Upstream:
+    def _timed_out(self, route: RouteSettings, exc: Exception) -> Upstream:
         message = (
             f"The teacher of route {route.name} did not answer within "
             f"{route.read_timeout_s:g} s ({type(exc).__name__}); raise read_timeout_s if "
@@ -155,7 +155,9 @@ class Teacher:
 
     # -- every other provider, through litellm ----------------------------------------------
 
-    async def _litellm(self, route: RouteConfig, payload: dict[str, Any], stream: bool) -> Upstream:
+    async def _litellm(
+        self, route: RouteSettings, payload: dict[str, Any], stream: bool
+    ) -> Upstream:
         import litellm
 
         params = {k: v for k, v in payload.items() if k not in {"model", "stream"}}
@@ -213,7 +215,7 @@ def _forwarded(name: str) -> bool:
     return name in FORWARDED_HEADERS or name.startswith("x-ratelimit-")
 
 
-def _backoff(route: RouteConfig, attempt: int, retry_after: str | None) -> float:
+def _backoff(route: RouteSettings, attempt: int, retry_after: str | None) -> float:
     if retry_after:
         try:
             return min(float(retry_after), MAX_RETRY_AFTER_S)

@@ -1,59 +1,23 @@
 """Evaluation against the teacher: greedy generation on the eval split, then task metrics.
 
 Metrics are pure functions of strings so tests can pin them down; `evaluate` runs a model.
-Exact match compares answers after whitespace normalisation and, when both parse as JSON, after
-sorting keys, because key order and spacing are not part of what the teacher meant.
+Exact match and token F1 are the student contract's (`retrain.students`), the very measures
+shadow comparisons use in traffic: whitespace normalised and, when both answers parse as JSON,
+keys sorted, because key order and spacing are not part of what the teacher meant.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from retrain.examples import prompt_ids, prompt_messages
-
-WORD = re.compile(r"\w+|[^\w\s]")
-
-
-def parse_json(text: str) -> Any:
-    """The JSON value of `text`, or None when it is not a JSON object or array."""
-    stripped = text.strip()
-    if not stripped or stripped[0] not in "[{":
-        return None
-    try:
-        return json.loads(stripped)
-    except ValueError:
-        return None
-
-
-def normalise(text: str) -> str:
-    value = parse_json(text)
-    if value is not None:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return " ".join(text.split())
-
-
-def exact_match(prediction: str, reference: str) -> bool:
-    return normalise(prediction) == normalise(reference)
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    """Bag-of-tokens F1 (words and punctuation) between normalised texts."""
-    pred, ref = WORD.findall(normalise(prediction)), WORD.findall(normalise(reference))
-    if not pred and not ref:
-        return 1.0
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
+from retrain.examples import row_prompt
+from retrain.students import exact_match, parse_json, prompt_ids, token_f1
 
 
 def canonical_tool_calls(calls: Any) -> list[tuple[str, str]] | None:
@@ -135,7 +99,7 @@ def score(
 
 
 def _last_user(row: dict[str, Any]) -> str:
-    messages = prompt_messages(row)
+    messages = row_prompt(row).messages
     users = [m for m in messages if m.get("role") == "user"]
     content = (users or messages or [{"content": ""}])[-1].get("content")
     return content if isinstance(content, str) else json.dumps(content)
@@ -192,7 +156,7 @@ def evaluate(
     latency_samples: int,
 ) -> EvalReport:
     """Generate for every eval row, score it, and time `latency_samples` requests one by one."""
-    prompts = [prompt_ids(tokenizer, row) for row in rows]
+    prompts = [prompt_ids(tokenizer, row_prompt(row)) for row in rows]
     longest = max((len(tokenizer(r["answer_text"] or "")["input_ids"]) for r in rows), default=8)
     # Room for a somewhat longer answer than the teacher's, without letting a babbling
     # untrained base run to the global limit on every row.

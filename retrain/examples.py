@@ -1,8 +1,9 @@
 """Training examples: dataset rows in, token ids with an assistant-only loss mask out.
 
-The prompt is rendered with the base's chat template (generation prompt included) and tokenised
-on its own; the teacher's answer and EOS are tokenised after it. Tokenising the two pieces apart
-makes the mask exact and gives the model the very prompt ids it will see at generation time.
+The prompt is rendered as serving renders it (`retrain.students.prompt_ids`: the base's chat
+template, generation prompt included) and tokenised on its own; the teacher's answer and EOS
+are tokenised after it. Tokenising the two pieces apart makes the mask exact and gives the
+model the very prompt ids it will see at generation time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 import torch
 
 from curation.dataset import dataset_dir
+from retrain.students import Prompt, prompt_ids
 
 IGNORE = -100  # label of tokens that carry no loss (prompt, padding)
 
@@ -37,24 +39,10 @@ def read_split(data_dir: Path, route: str, version: int, split: str) -> list[dic
     return rows
 
 
-def prompt_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = json.loads(row["messages"])
-    return messages
-
-
-def prompt_text(tokenizer: Any, row: dict[str, Any]) -> str:
-    """The prompt in the base's chat template, ending where the assistant's answer starts."""
+def row_prompt(row: dict[str, Any]) -> Prompt:
+    """A dataset row's prompt: its messages and the tools it offered."""
     tools = json.loads(row["tools"]) if row.get("tools") else None
-    text: str = tokenizer.apply_chat_template(
-        prompt_messages(row), tools=tools, add_generation_prompt=True, tokenize=False
-    )
-    return text
-
-
-def prompt_ids(tokenizer: Any, row: dict[str, Any]) -> list[int]:
-    # The template already holds any BOS the base wants; adding special tokens would double it.
-    ids: list[int] = tokenizer(prompt_text(tokenizer, row), add_special_tokens=False)["input_ids"]
-    return ids
+    return Prompt(json.loads(row["messages"]), tools)
 
 
 def build_example(tokenizer: Any, row: dict[str, Any], max_length: int) -> Example | None:
@@ -63,7 +51,7 @@ def build_example(tokenizer: Any, row: dict[str, Any], max_length: int) -> Examp
     answer = row.get("answer_text") or ""
     if weight <= 0 or not answer:
         return None
-    prompt = prompt_ids(tokenizer, row)
+    prompt = prompt_ids(tokenizer, row_prompt(row))
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     # Too long: the answer keeps all but a quarter of the room (its EOS teaches stopping), and
     # the prompt keeps its end (the user's latest words).

@@ -19,10 +19,9 @@ from typing import Any
 
 import torch
 
-from apprentice.config import RouteConfig
 from curation.dataset import dataset_versions
 from retrain import examples as ex
-from retrain import models, registry
+from retrain import models, registry, students
 from retrain.evaluation import EvalReport, evaluate
 from retrain.gate import check_gate
 from retrain.report import metrics_table, plot_training
@@ -56,7 +55,7 @@ class _Start:
 
     base_name: str
     base_path: Path
-    current: registry.StudentInfo | None
+    current: students.StudentInfo | None
     warm_from: Path | None
     replay_rows: list[dict[str, Any]]
     progress: bool
@@ -64,7 +63,8 @@ class _Start:
 
 def run_retrain(
     data_dir: Path,
-    route: RouteConfig,
+    route: str,
+    settings: RetrainSettings,
     *,
     dataset_version: int | None = None,
     base: str | None = None,
@@ -73,28 +73,26 @@ def run_retrain(
 ) -> RetrainResult:
     """Train, evaluate, gate and register a student for `route` (see the module docstring).
 
-    `base` is "tiny" or a local HF model folder and `method` "lora" or "full"; None takes the
-    route's [routes.retrain] values. Raises RetrainBusy when the route is already retraining,
-    FileNotFoundError when there is no dataset yet.
+    `settings` is the route's [routes.retrain]; `base` ("tiny" or a local HF model folder) and
+    `method` ("lora" or "full") override it when given. Raises RetrainBusy when the route is
+    already retraining, FileNotFoundError when there is no dataset yet.
     """
-    settings = route.retrain
     if base is not None or method is not None:
         update = {"base": base or settings.base, "method": method or settings.method}
         settings = RetrainSettings.model_validate({**settings.model_dump(), **update})
-    version = _dataset_version(data_dir, route.name, dataset_version)
+    version = _dataset_version(data_dir, route, dataset_version)
     torch.set_num_threads(settings.num_threads)
-    models.offline()
     if not progress:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the weight loading/saving bars
-    with route_lock(data_dir, route.name):
-        number, staging = registry.allocate(data_dir, route.name)
+    with route_lock(data_dir, route):
+        number, staging = registry.allocate(data_dir, route)
         handler = _file_log(staging / "train.log")
         try:
-            result = _run(data_dir, route.name, settings, version, number, staging, progress)
+            result = _run(data_dir, route, settings, version, number, staging, progress)
         except BaseException:
-            log.exception("retrain of %s failed", route.name)
+            log.exception("retrain of %s failed", route)
             failed = staging.with_name(f".v{number}.failed-{int(time.time())}")
             staging.rename(failed)
             raise
@@ -149,7 +147,7 @@ def _run(
     base_report = _evaluate(model, tokenizer, eval_rows, settings)
     current_report = None
     if start.current is not None:
-        cur_model, cur_tok = models.load_student(start.current.path)
+        cur_model, cur_tok = students.load_student(start.current.path)
         current_report = _evaluate(cur_model, cur_tok, eval_rows, settings)
         del cur_model
     model, result = _train_and_save(
@@ -158,7 +156,7 @@ def _run(
     report = _evaluate(model, tokenizer, eval_rows, settings)
     current_metrics = current_report.metrics if current_report else None
     verdict = check_gate(report.metrics, settings.gate, current_metrics, settings.beat_margin)
-    status = registry.CANDIDATE if verdict.passed else registry.REJECTED
+    status = students.CANDIDATE if verdict.passed else students.REJECTED
     reports = {"student": report, "base": base_report, "current": current_report}
     manifest = _manifest(route, number, status, dataset_version, settings, start, result, reports)
     manifest["gate"] = {"passed": verdict.passed, "reasons": verdict.reasons}
@@ -221,15 +219,15 @@ def _starting_point(
     progress: bool,
 ) -> _Start:
     if settings.base == "tiny":
-        base_path = registry.base_dir(data_dir, route)
+        base_path = students.base_dir(data_dir, route)
         if not base_path.exists():
             build_tiny_base(base_path, train_rows, settings, progress)
     else:
         base_path = Path(settings.base).expanduser().resolve()
-    current = registry.current_student(data_dir, route)
+    current = students.current_student(data_dir, route)
     warm_from, replay = None, []
     if current is not None and settings.warm_start:
-        manifest = registry.read_manifest(current.path)
+        manifest = students.read_manifest(current.path)
         same_base = Path(manifest["base_path"]).resolve() == base_path.resolve()
         if same_base and manifest["method"] == settings.method:
             warm_from = current.path
@@ -322,13 +320,13 @@ def _write_outputs(
 ) -> None:
     student = reports["student"]
     assert student is not None
-    registry.write_json(
+    students.write_json(
         staging / "eval.json",
         {"metrics": manifest["metrics"], "gate": manifest["gate"], "worst": student.worst(20)},
     )
-    registry.write_json(staging / "history.json", result.history)
+    students.write_json(staging / "history.json", result.history)
     plot_training(result.history, staging / "training.png", f"{route} v{number}")
-    registry.write_json(staging / "manifest.json", manifest)
+    students.write_json(staging / "manifest.json", manifest)
 
 
 def _summary(

@@ -1,25 +1,18 @@
-"""Loading bases and students, and wrapping a base for training (LoRA or full).
+"""Loading a base, and wrapping it for training (LoRA or full) or serving (an adapter).
 
-Everything loads from local folders; the Hugging Face hub is never contacted (offline flags
-set before any load, and `local_files_only=True`).
+Everything loads from local folders with `local_files_only=True`: the Hugging Face hub is never
+contacted (the entry points also set the offline flags before transformers is imported).
+Students are loaded through the student contract (`retrain.students.load_student`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from retrain.registry import base_dir, read_manifest
 from retrain.settings import RetrainSettings
-
-
-def offline() -> None:
-    """Forbid hub access for this process; a missing local file must fail, not download."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def default_device() -> str:
@@ -33,7 +26,6 @@ def load_base(
 
     The model goes to `device` (default: CUDA when present, else CPU).
     """
-    offline()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not (path / "config.json").exists():
@@ -70,29 +62,3 @@ def with_adapter(model: Any, adapter_dir: Path, trainable: bool) -> Any:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
-
-
-def student_base_path(student: Path, manifest: dict[str, Any]) -> Path:
-    """The base a student was trained on; a tiny base moves with its data_dir."""
-    path = Path(manifest["base_path"])
-    if manifest.get("base") == "tiny" and not path.exists():
-        path = base_dir(student.parent.parent.parent, student.parent.name)
-    return path
-
-
-def load_student(student: Path, merge: bool = True, device: str | None = None) -> tuple[Any, Any]:
-    """A registered student ready for generation: (model in eval mode, tokenizer).
-
-    LoRA students are loaded on their base and, with `merge`, folded into it for faster
-    serving; full fine-tunes are loaded from the student folder itself.
-    """
-    manifest = read_manifest(student)
-    if manifest["method"] == "full":
-        model, tokenizer = load_base(student, device=device)
-    else:
-        model, tokenizer = load_base(student_base_path(student, manifest), device=device)
-        model = with_adapter(model, student, trainable=False)
-        if merge:
-            model = model.merge_and_unload()
-    model.eval()
-    return model, tokenizer

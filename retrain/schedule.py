@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from retrain.registry import students_root
 from retrain.settings import RetrainSettings
+from retrain.students import students_root
 
 RETRY_AFTER = timedelta(minutes=30)  # a failed run waits this long before the next try
 

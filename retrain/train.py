@@ -22,9 +22,10 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from retrain.evaluation import exact_match, generate
-from retrain.examples import IGNORE, Example, collate, prompt_ids
+from retrain.examples import IGNORE, Example, collate, row_prompt
 from retrain.losses import distillation_loss, soft_target_loss, weighted_cross_entropy
 from retrain.settings import RetrainSettings
+from retrain.students import prompt_ids
 
 log = logging.getLogger("retrain")
 
@@ -107,7 +108,7 @@ def train(
 
     # Eval prompts for the plot's exact-match curve: a fixed sample, tokenised once.
     sample = eval_rows[: settings.eval_sample]
-    sample_prompts = [prompt_ids(tokenizer, r) for r in sample]
+    sample_prompts = [prompt_ids(tokenizer, row_prompt(r)) for r in sample]
     answer_budget = max((sum(t != IGNORE for t in e.labels) for e in eval_examples), default=64)
 
     def evaluate_point(step: int) -> dict[str, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -12,14 +11,13 @@ from typing import Any
 import pytest
 import uvicorn
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from apprentice.config import Config, config_from_dict, offline_defaults
 
-from apprentice.config import Config, config_from_dict
-from monitoring.metrics import Metrics
-from proxy.app import create_app
-from tests.fakes.teacher import FakeTeacher
+offline_defaults()  # as every entry point does, before litellm or transformers is imported
+
+from apprentice.server import create_app  # noqa: E402
+from monitoring.metrics import Metrics  # noqa: E402
+from tests.fakes.teacher import FakeTeacher  # noqa: E402
 
 CLIENT_KEY = "sk-client-test-key-123"
 TEACHER_KEY = "sk-teacher-secret-456"

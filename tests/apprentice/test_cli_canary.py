@@ -41,6 +41,13 @@ def canary(config: Path, *args: str) -> Result:
     return CliRunner().invoke(app, ["canary", *args, "--config", str(config)])
 
 
+def listed_statuses(config: Path) -> dict[str, str]:
+    """`apprentice students list --json`: version -> status."""
+    result = CliRunner().invoke(app, ["students", "list", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    return {f"v{s['version']}": s["status"] for s in json.loads(result.stdout)}
+
+
 def first_line(result: Result) -> str:
     assert result.exit_code == 0, result.output
     return result.stdout.splitlines()[0]
@@ -69,13 +76,20 @@ def test_canary_commands_move_the_route_and_print_its_new_state(
             "triage: rolled_back, candidate v1, current -, traffic teacher",
         ),
     ]
+    # What `students list` says after each move: the canary loop writes it before answering.
+    registry_after = {
+        "start": "shadow", "set-weight": "canary", "pause": "canary", "resume": "canary",
+        "promote": "promoted", "rollback": "rolled_back",
+    }  # fmt: skip
+    assert listed_statuses(config) == {"v1": "candidate", "v2": "rejected"}
     for args, expected in steps:
         result = canary(config, *args)
         assert first_line(result) == expected, (args, result.output)
         assert "(manual)" in result.stdout.splitlines()[-1]  # the move, last in the history
+        assert listed_statuses(config) == {"v1": registry_after[args[0]], "v2": "rejected"}
 
     # The server agrees with what the CLI printed, and the plain status shows the history.
-    snap = running.app.state.proxy.rollout.controllers["triage"].snapshot()
+    snap = running.app.state.canary.controllers["triage"].snapshot()
     assert (snap["state"], snap["weight"], snap["current"]) == ("rolled_back", 0, None)
     status = canary(config, "status", "--json")
     history = json.loads(status.stdout)["routes"]["triage"]["history"]
@@ -126,7 +140,7 @@ def test_bad_arguments_fail_with_one_clear_sentence(
     assert result.exit_code == code, result.output
     assert result.stderr.strip() == message
     assert result.stdout == ""
-    assert running.app.state.proxy.rollout.controllers["triage"].state == "idle"
+    assert running.app.state.canary.controllers["triage"].state == "idle"
 
 
 def test_no_server_is_one_clear_sentence(toml: tuple[Path, RunningProxy]) -> None:

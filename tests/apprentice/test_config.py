@@ -74,13 +74,16 @@ def test_litellm_routes_are_not_passthrough() -> None:
 
 
 def test_example_config_documents_every_field() -> None:
-    from apprentice.config import LogbookConfig, RouteConfig, ServerConfig, StudentsConfig
+    from apprentice.config import RouteConfig
+    from canary.settings import CanarySettings
     from curation.settings import CurationSettings
-    from monitoring.settings import CanarySettings, DriftSettings
+    from logbook.settings import LogbookSettings
+    from monitoring.settings import DriftSettings
+    from proxy.settings import ServerSettings, StudentSettings
     from retrain.settings import RetrainSettings
 
     text = (Path(__file__).parents[2] / "apprentice.example.toml").read_text()
-    models = (ServerConfig, LogbookConfig, StudentsConfig, RouteConfig, CurationSettings,
+    models = (ServerSettings, LogbookSettings, StudentSettings, RouteConfig, CurationSettings,
               RetrainSettings, CanarySettings, DriftSettings)  # fmt: skip
     missing = [
         f"{model.__name__}.{name}"
@@ -91,6 +94,32 @@ def test_example_config_documents_every_field() -> None:
         and f"[routes.{name}]" not in text
     ]
     assert missing == []
+
+
+def test_serving_settings_that_moved_out_of_the_canary_section_say_where_they_went() -> None:
+    raw = {"routes": [{"name": "r", "teacher": "openai/x", "canary": {"confidence_floor": -2}}]}
+    with pytest.raises(ConfigError, match=r"canary.confidence_floor moved to the route itself"):
+        config_from_dict(raw, {})
+    raw = {"routes": [{"name": "r", "teacher": "openai/x", "confidence_floor": -2.0}]}
+    assert config_from_dict(raw, {}).routes[0].proxy_settings().confidence_floor == -2.0
+    with pytest.raises(ConfigError, match=r"routes\[0\].confidence_floor"):
+        config_from_dict({"routes": [raw["routes"][0] | {"confidence_floor": 0.5}]}, {})
+
+
+def test_each_stage_gets_its_own_settings_from_the_config() -> None:
+    raw = {
+        "data_dir": "/tmp/d",
+        "server": {"max_body_bytes": 1234},
+        "routes": [{"name": "r", "teacher": "openai/x", "student_timeout_s": 3.0,
+                    "canary": {"interval_s": 7.0}, "retrain": {"max_steps": 50}}],
+    }  # fmt: skip
+    config = config_from_dict(raw, {})
+    proxy = config.proxy_settings()
+    assert type(proxy.routes[0]).__name__ == "RouteSettings"  # the proxy's part only
+    assert proxy.routes[0].student_timeout_s == 3.0 and proxy.server.max_body_bytes == 1234
+    assert not hasattr(proxy.routes[0], "canary")
+    assert config.routes[0].canary.interval_s == 7.0
+    assert config.routes[0].retrain.max_steps == 50
 
 
 def test_commands_that_use_no_key_load_the_config_without_secrets() -> None:

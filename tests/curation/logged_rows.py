@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from apprentice.schema import ROW_SCHEMA_VERSION, arrow_schema
-from apprentice.sealing import segment_path
 from curation.pairs import Pair
+from logbook.schema import ROW_SCHEMA_VERSION, arrow_schema
+from logbook.sealing import segment_path
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 _ids = itertools.count(1)

@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from apprentice.segments import open_segments
 from curation.feedback import Verdict, apply_feedback, load_feedback
 from curation.settings import CurationSettings
+from logbook.segments import open_segments
 from tests.curation.logged_rows import feedback_row, make_pair, request_row, write_segment
 
 

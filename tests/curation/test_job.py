@@ -8,12 +8,13 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from apprentice.config import LogbookConfig, RouteConfig
-from apprentice.logbook import Logbook
 from curation.dataset import DATASET_SCHEMA, dataset_versions, read_manifest
 from curation.job import NoRowsError, run_curation
 from curation.reference import load_reference
 from curation.settings import CurationSettings
+from logbook.schema import FeedbackRow, RequestRow
+from logbook.settings import LogbookSettings
+from logbook.writer import Logbook
 from monitoring.metrics import Metrics
 from tests.curation.logged_rows import feedback_row, request_row, write_segment
 
@@ -60,16 +61,15 @@ def traffic() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 @pytest.fixture
-def route() -> RouteConfig:
-    settings = CurationSettings(cluster_cap_share=0.3, cluster_cap_min_rows=10, eval_min_rows=5)
-    return RouteConfig(name="r", teacher="openai/gpt-4o-mini", curation=settings)
+def settings() -> CurationSettings:
+    return CurationSettings(cluster_cap_share=0.3, cluster_cap_min_rows=10, eval_min_rows=5)
 
 
-def test_the_whole_job_writes_a_clean_dataset(tmp_path: Path, route: RouteConfig) -> None:
+def test_the_whole_job_writes_a_clean_dataset(tmp_path: Path, settings: CurationSettings) -> None:
     rows, feedback = traffic()
     write_segment(tmp_path, rows)
     write_segment(tmp_path, feedback, table="feedback")
-    result = run_curation(tmp_path, route)
+    result = run_curation(tmp_path, "r", settings)
     assert result.status == "written" and result.version == 1
     stages = {s.name: s for s in result.stages}
     assert stages["select"].dropped == {"malformed_row": 1}
@@ -102,74 +102,70 @@ def test_the_whole_job_writes_a_clean_dataset(tmp_path: Path, route: RouteConfig
     assert not [p for p in (tmp_path / "datasets" / "r").iterdir() if p.name.startswith(".")]
 
 
-def test_a_second_run_without_new_rows_writes_nothing(tmp_path: Path, route: RouteConfig) -> None:
+def test_a_second_run_without_new_rows_writes_nothing(
+    tmp_path: Path, settings: CurationSettings
+) -> None:
     write_segment(tmp_path, traffic()[0])
-    assert run_curation(tmp_path, route).version == 1
-    again = run_curation(tmp_path, route)
+    assert run_curation(tmp_path, "r", settings).version == 1
+    again = run_curation(tmp_path, "r", settings)
     assert again.status == "up_to_date" and "No new rows" in again.message
     assert dataset_versions(tmp_path, "r") == [1]
 
 
 def test_new_rows_make_a_new_version_and_eval_rows_stay_in_eval(
-    tmp_path: Path, route: RouteConfig
+    tmp_path: Path, settings: CurationSettings
 ) -> None:
     write_segment(tmp_path, traffic()[0])
-    first = run_curation(tmp_path, route)
+    first = run_curation(tmp_path, "r", settings)
     eval_ids = set(pq.read_table(first.path / "eval.parquet")["request_id"].to_pylist())  # type: ignore[operator]
     more = [
         request_row(f"brand new question {i} on topic {i * 7}", "a", minute=900 + i)
         for i in range(100)
     ]
     write_segment(tmp_path, more)
-    second = run_curation(tmp_path, route)
+    second = run_curation(tmp_path, "r", settings)
     assert second.version == 2
     new_eval = set(pq.read_table(second.path / "eval.parquet")["request_id"].to_pylist())  # type: ignore[operator]
     assert eval_ids <= new_eval
 
 
-def test_a_route_without_rows_raises_a_clear_error(tmp_path: Path, route: RouteConfig) -> None:
+def test_a_route_without_rows_raises_a_clear_error(
+    tmp_path: Path, settings: CurationSettings
+) -> None:
     with pytest.raises(NoRowsError, match="no sealed traffic"):
-        run_curation(tmp_path, route)
+        run_curation(tmp_path, "r", settings)
     write_segment(tmp_path, [request_row("x", task="a")])
     with pytest.raises(NoRowsError, match="task 'b'"):
-        run_curation(tmp_path, route, task="b")
+        run_curation(tmp_path, "r", settings, task="b")
 
 
-def test_rows_that_all_fail_write_nothing(tmp_path: Path, route: RouteConfig) -> None:
+def test_rows_that_all_fail_write_nothing(tmp_path: Path, settings: CurationSettings) -> None:
     write_segment(tmp_path, [request_row("x", None, outcome="upstream_error", status=500)])
-    result = run_curation(tmp_path, route)
+    result = run_curation(tmp_path, "r", settings)
     assert result.status == "empty" and dataset_versions(tmp_path, "r") == []
 
 
-def test_a_stray_version_folder_is_not_reused(tmp_path: Path, route: RouteConfig) -> None:
+def test_a_stray_version_folder_is_not_reused(tmp_path: Path, settings: CurationSettings) -> None:
     (tmp_path / "datasets" / "r" / "v1").mkdir(parents=True)
     (tmp_path / "datasets" / "r" / "v1" / "junk").write_text("x")
     write_segment(tmp_path, traffic()[0])
-    assert run_curation(tmp_path, route).version == 2
+    assert run_curation(tmp_path, "r", settings).version == 2
 
 
-class _Exchange:
-    """What the proxy hands the logbook: a finished exchange that builds its own row."""
-
-    def __init__(self, row: dict[str, Any]) -> None:
-        self.row, self.request_id, self.route, self.capture = row, row["request_id"], "r", True
-
-    def to_row(self) -> dict[str, Any]:
-        return self.row
-
-
-async def test_segments_sealed_by_the_real_logbook(tmp_path: Path, route: RouteConfig) -> None:
+async def test_segments_sealed_by_the_real_logbook(
+    tmp_path: Path, settings: CurationSettings
+) -> None:
     rows, feedback = traffic()
-    logbook = Logbook(tmp_path, LogbookConfig(), Metrics())
+    logbook = Logbook(tmp_path, LogbookSettings(), Metrics())
     await logbook.open(background=False)
     for row in rows:
-        logbook.submit(_Exchange(row))
+        logbook.submit(RequestRow(**row))
     await logbook.flush()
     await logbook.seal()
     for row in feedback:
-        logbook.submit_feedback(row)
+        logbook.submit_feedback(FeedbackRow(**row))
     await logbook.close()
-    result = run_curation(tmp_path, route)
+    result = run_curation(tmp_path, "r", settings)
     assert result.written and result.counts["train"] > 0
     stages = {s.name: s for s in result.stages}
     assert stages["feedback"].dropped == {"negative_feedback": 1}

@@ -80,8 +80,7 @@ def test_curate_traffic_from_the_proxy(tmp_path: Path) -> None:
             chat = openai.OpenAI(base_url=proxy.base_url, api_key=CLIENT_KEY, max_retries=0)
             traffic(chat, teacher, proxy)
     settings = CurationSettings(cluster_cap_share=0.3, cluster_cap_min_rows=0, eval_min_rows=5)
-    route = config.route("triage").model_copy(update={"curation": settings})
-    result = run_curation(config.data_dir, route)
+    result = run_curation(config.data_dir, "triage", settings)
     assert result.written, result.message
     stages = {s.name: s for s in result.stages}
     assert stages["select"].rows_in == 98

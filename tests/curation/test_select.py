@@ -4,9 +4,9 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from apprentice.segments import open_segments
 from curation.select import Selection, read_rows, select_pairs
 from curation.settings import CurationSettings
+from logbook.segments import open_segments
 from tests.curation.logged_rows import T0, request_row, write_segment
 
 

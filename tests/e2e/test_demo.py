@@ -12,9 +12,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from apprentice.demo.task import teacher_answer
-from apprentice.demo.view import metric_value
-from apprentice.segments import open_segments
+from demo.task import teacher_answer
+from demo.view import metric_value
+from logbook.segments import open_segments
 
 ROUTE = "support-triage"
 pytestmark = pytest.mark.slow

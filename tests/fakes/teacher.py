@@ -8,6 +8,7 @@ receives is recorded for assertions.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import random
@@ -19,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from apprentice.demo.loopback import LoopbackServer
+from demo.loopback import LoopbackServer
 
 
 def reader_closed(w: asyncio.StreamWriter) -> bool:
@@ -276,3 +277,11 @@ class FakeTeacher(LoopbackServer):
         if (payload.get("stream_options") or {}).get("include_usage"):
             out.append(base | {"choices": [], "usage": full["usage"]})
         return out
+
+
+if __name__ == "__main__":  # `python -m tests.fakes.teacher --port P`: the benchmarks' teacher
+    parser = argparse.ArgumentParser(description="the fake OpenAI-compatible teacher")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency-s", type=float, default=0.0)
+    args = parser.parse_args()
+    FakeTeacher(split_seed=None, latency_s=args.latency_s).serve_forever(args.port)

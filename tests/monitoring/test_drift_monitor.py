@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from prometheus_client import CollectorRegistry
 
 from monitoring.drift import build_reference
-from monitoring.drift_monitor import DriftMonitor, DriftReport
+from monitoring.drift_monitor import DriftMonitor
 from monitoring.metrics import Metrics
 from monitoring.settings import DriftSettings
 
@@ -24,6 +22,11 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    """A request's messages, as the proxy hands them over."""
+    return [{"role": "system", "content": "You help."}, {"role": "user", "content": text}]
 
 
 def gauge(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -46,7 +49,7 @@ def monitor_for(metrics: Metrics, clock: FakeClock, **settings: object) -> Drift
 def test_scores_move_when_traffic_changes(metrics: Metrics) -> None:
     monitor = monitor_for(metrics, FakeClock())
     for prompt in REFERENCE_PROMPTS[::2]:
-        monitor.observe_prompt("r", prompt)
+        monitor.observe_prompt("r", ask(prompt))
     same = monitor.evaluate("r")
     assert same is not None and set(same.levels.values()) == {"ok"}
     # only the ticket numbers differ from the reference
@@ -59,7 +62,7 @@ def test_scores_move_when_traffic_changes(metrics: Metrics) -> None:
 
     # the window slides: 100 prompts about something else push every old one out
     for _ in range(100):
-        monitor.observe_prompt("r", "translate into german")
+        monitor.observe_prompt("r", ask("translate into german"))
     moved = monitor.evaluate("r")
     assert moved is not None
     assert moved.scores["unseen_token_rate"] > 0.9
@@ -75,7 +78,7 @@ def test_scores_move_when_traffic_changes(metrics: Metrics) -> None:
 def test_no_scores_until_the_window_has_enough_prompts(metrics: Metrics) -> None:
     clock = FakeClock()
     monitor = monitor_for(metrics, clock)
-    monitor.observe_prompt("r", "hello")
+    monitor.observe_prompt("r", ask("hello"))
     report = monitor.evaluate("r")
     assert report is not None and report.scores == {}
     assert gauge(metrics, "apprentice_drift_score", route="r", method="token_jsd") is None
@@ -129,22 +132,20 @@ def test_routes_without_reference_or_disabled_are_not_scored(metrics: Metrics) -
     monitor = DriftMonitor(
         metrics, {"r": DriftSettings(), "off": DriftSettings(enabled=False)}, clock=FakeClock()
     )
-    monitor.observe_prompt("off", "ignored")
+    monitor.observe_prompt("off", ask("ignored"))
     monitor.set_reference("off", build_reference(REFERENCE_PROMPTS))
     assert monitor.evaluate("r") is None
     assert monitor.evaluate("off") is None
     assert monitor.due() == []
 
 
-async def test_run_reports_until_stopped(metrics: Metrics) -> None:
+def test_prompts_are_only_queued_where_requests_are_answered(metrics: Metrics) -> None:
     monitor = monitor_for(metrics, FakeClock())
-    stop = asyncio.Event()
-    reports: list[DriftReport] = []
-
-    def on_report(report: DriftReport) -> None:
-        reports.append(report)
-        stop.set()
-
-    await asyncio.wait_for(monitor.run(stop, on_report), timeout=5)
-    assert [r.route for r in reports] == ["r"]
-    assert monitor.latest("r") is reports[0]
+    for prompt in REFERENCE_PROMPTS[:30]:
+        monitor.observe_prompt("r", ask(prompt))
+    monitor.observe_prompt("r", "not a message list")  # ignored when drained, never raised
+    monitor.observe_prompt("unknown-route", ask("x"))  # not queued at all
+    assert monitor.drain() == 30  # tokenised here, off the request path
+    assert monitor.drain() == 0
+    report = monitor.evaluate("r")
+    assert report is not None and report.prompts == 30

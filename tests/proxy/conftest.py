@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from apprentice.config import RouteConfig
 from retrain.job import run_retrain
 from retrain.settings import RetrainSettings
 from tests.retrain.triage_task import make_rows, write_dataset
@@ -40,8 +39,7 @@ def student_data() -> Iterator[tuple[Path, int]]:
         data_dir = Path(tmp)
         rows = make_rows(208, seed=3)
         write_dataset(data_dir, "triage", 1, rows[:200], rows[200:])
-        route = RouteConfig(name="triage", teacher="rule/triage", retrain=QUICK)
-        result = run_retrain(data_dir, route, progress=False)
+        result = run_retrain(data_dir, "triage", QUICK, progress=False)
         yield data_dir, result.version
 
 

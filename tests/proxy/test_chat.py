@@ -12,7 +12,7 @@ import openai
 import orjson
 import pytest
 
-from apprentice.segments import open_segments
+from logbook.segments import open_segments
 from tests.conftest import CLIENT_KEY, TEACHER_KEY, RunningProxy, proxy_config
 from tests.fakes.teacher import FakeTeacher
 

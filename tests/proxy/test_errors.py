@@ -161,3 +161,30 @@ def test_admin_needs_the_admin_token(proxy: RunningProxy) -> None:
     assert ok.status_code == 200
     assert ok.json()["routes"][0]["name"] == "triage"
     assert TEACHER_KEY not in ok.text
+
+
+def test_a_bug_is_a_500_in_openai_shape_counted_and_logged_like_any_answer(
+    proxy: RunningProxy, teacher: FakeTeacher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: the teacher call raises what no handler expects, as a bug would.
+    from proxy.teacher import Teacher
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("an unexpected bug with sk-teacher-secret-456 in it")
+
+    monkeypatch.setattr(Teacher, "call", broken)
+    response = httpx.post(
+        f"{proxy.base_url}/chat/completions", headers=AUTH,
+        json={"model": "triage", "messages": HELLO},
+    )  # fmt: skip
+    assert response.status_code == 500
+    error = error_of(response)
+    assert (error["type"], error["code"]) == ("server_error", "internal_error")
+    assert "sk-teacher" not in response.text and "unexpected bug" not in response.text
+    text = httpx.get(f"{proxy.url}/metrics").text
+    assert 'apprentice_requests_total{outcome="error",route="triage",served_by="teacher"} 1.0' in (
+        text
+    )
+    [row] = logged(proxy)
+    assert (row["status"], row["outcome"]) == (500, "error")
+    assert row["request_id"] == response.headers["x-apprentice-request-id"]

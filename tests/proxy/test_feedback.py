@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from apprentice.segments import open_segments
+from logbook.segments import open_segments
 from tests.conftest import CLIENT_KEY, RunningProxy
 from tests.proxy.test_chat import client
 

@@ -22,9 +22,10 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from apprentice.config import Config, StudentsConfig
-from apprentice.segments import open_segments
-from proxy.student_backend import InProcessStudent, StudentSettings
+from apprentice.config import Config
+from logbook.segments import open_segments
+from proxy.settings import StudentSettings
+from proxy.student_backend import InProcessStudent
 from proxy.student_protocol import StudentResult
 from tests.conftest import ADMIN_TOKEN, CLIENT_KEY, RunningProxy, proxy_config
 from tests.fakes.teacher import FakeTeacher
@@ -32,6 +33,7 @@ from tests.retrain.triage_task import SYSTEM, make_rows
 
 PROMPTS = [json.loads(r["messages"])[-1]["content"] for r in make_rows(60, seed=11)]
 SERVED_BY = "x-apprentice-served-by"
+SERVING = ("confidence_floor", "student_timeout_s")  # the route's own, not [routes.canary]
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -39,10 +41,12 @@ SERVED_BY = "x-apprentice-served-by"
 def routing_config(
     data_dir: Path, teacher: FakeTeacher, students: dict[str, Any] | None = None, **canary: Any
 ) -> Config:
-    """The test route with these canary settings; student answers capped at 32 tokens."""
-    config = proxy_config(data_dir, teacher, canary=canary)
+    """The test route with these canary (and serving) settings; student answers capped at 32
+    tokens."""
+    serving = {key: canary.pop(key) for key in SERVING if key in canary}
+    config = proxy_config(data_dir, teacher, canary=canary, **serving)
     return config.model_copy(
-        update={"students": StudentsConfig(**({"max_tokens": 32} | (students or {})))}
+        update={"students": StudentSettings(**({"max_tokens": 32} | (students or {})))}
     )
 
 
@@ -442,7 +446,7 @@ def test_controller_promotes_on_its_own_and_survives_a_restart(
         )
         # The restored weights route to v1 (holdout_share=0.5 may still send this one
         # request to the teacher; either way it is answered).
-        assert again.app.state.proxy.rollout.choose("triage", "any-session") == "v1"
+        assert again.app.state.proxy.router.choose("triage", "any-session") == "v1"
         assert raw.headers[SERVED_BY] in ("student:v1", "teacher") and content(raw.parse())
 
 
@@ -476,7 +480,7 @@ def json_prompts(student_data: tuple[Path, int]) -> list[str]:
         data_dir / "students" / "triage" / f"v{version}",
         name="triage",
         version=version,
-        settings=StudentSettings(max_tokens_limit=32),
+        settings=StudentSettings(max_tokens=32),
     )
 
     async def answers() -> list[StudentResult]:

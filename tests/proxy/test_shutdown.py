@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from apprentice.segments import open_segments
+from logbook.segments import open_segments
 from tests.conftest import CLIENT_KEY, TEACHER_KEY
 from tests.fakes.teacher import FakeTeacher
 

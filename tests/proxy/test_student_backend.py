@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import torch
 
-from proxy.student_backend import InProcessStudent, StudentPool, StudentSettings
+from proxy.settings import StudentSettings
+from proxy.student_backend import InProcessStudent, StudentPool
 from proxy.student_protocol import StudentError
-from retrain.models import load_student
+from retrain.students import load_student
 from tests.retrain.triage_task import SYSTEM, make_rows
 
 
@@ -27,7 +28,7 @@ def loaded(student_data: tuple[Path, int]) -> tuple[Any, Any]:
 @pytest.fixture
 def student(loaded: tuple[Any, Any]) -> Iterator[InProcessStudent]:
     # A wide window: on two busy cores the eight requests must still land in one batch.
-    settings = StudentSettings(batch_window_ms=50, max_tokens_limit=32)
+    settings = StudentSettings(batch_window_ms=50, max_tokens=32)
     backend = InProcessStudent(*loaded, name="triage", version=1, settings=settings)
     yield backend
     backend.close()
@@ -148,7 +149,7 @@ async def test_event_loop_keeps_ticking_while_generating(student: InProcessStude
 
 
 async def test_close_fails_queued_and_later_requests(loaded: tuple[Any, Any]) -> None:
-    settings = StudentSettings(max_batch_size=1, max_tokens_limit=256)
+    settings = StudentSettings(max_batch_size=1, max_tokens=256)
     backend = InProcessStudent(*loaded, name="triage", version=1, settings=settings)
     first = asyncio.create_task(backend.complete(ask(PROMPTS[0], max_tokens=256)))
     queued = asyncio.create_task(backend.complete(ask(PROMPTS[1])))
@@ -189,7 +190,7 @@ async def test_generation_error_is_a_student_error(loaded: tuple[Any, Any]) -> N
 
 async def test_pool_loads_lazily_and_unloads(student_data: tuple[Path, int]) -> None:
     data_dir, version = student_data
-    pool = StudentPool(data_dir, StudentSettings(max_tokens_limit=8))
+    pool = StudentPool(data_dir, StudentSettings(max_tokens=8))
     assert pool.loaded() == []
     first, again = await asyncio.gather(pool.get("triage", version), pool.get("triage", version))
     assert first is again and pool.loaded() == [("triage", version)]

@@ -5,7 +5,8 @@ from typing import Any
 
 import torch
 
-from retrain.examples import IGNORE, align_teacher_logprobs, build_example, collate, prompt_ids
+from retrain.examples import IGNORE, align_teacher_logprobs, build_example, collate, row_prompt
+from retrain.students import prompt_ids
 from tests.retrain.triage_task import make_row
 
 
@@ -13,7 +14,7 @@ def test_mask_covers_exactly_the_answer_and_eos(tokenizer: Any, triage_rows: lis
     row = triage_rows[0]
     example = build_example(tokenizer, row, max_length=512)
     assert example is not None
-    prompt = prompt_ids(tokenizer, row)
+    prompt = prompt_ids(tokenizer, row_prompt(row))
     assert example.input_ids[: len(prompt)] == prompt
     assert all(label == IGNORE for label in example.labels[: len(prompt)])
     answer = [t for t in example.labels if t != IGNORE]

@@ -1,0 +1,1 @@
+"""The logbook: capture of every proxied call into DuckDB, sealed into Parquet segments."""

@@ -1,0 +1,19 @@
+"""Settings of the logbook writer and sealing: the ``[logbook]`` section of the config."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LogbookSettings(BaseModel):
+    """How captured rows are batched into the DuckDB file and sealed into segments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flush_interval_ms: int = Field(100, ge=1, le=60_000, description="Writer batch interval.")
+    queue_size: int = Field(
+        50_000, ge=1, description="Rows held in memory before overflow goes to the spill file."
+    )
+    seal_interval_s: float = Field(
+        60.0, gt=0, description="How often committed rows are sealed into Parquet segments."
+    )

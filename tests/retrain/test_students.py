@@ -1,0 +1,121 @@
+"""The student contract: registry layout and listing, statuses, and the prompt and agreement
+measures that training and serving share."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from retrain import registry, students
+
+
+def _publish(data_dir: Path, route: str, status: str, exact: float) -> Path:
+    version, staging = registry.allocate(data_dir, route)
+    manifest = {
+        "version": version,
+        "route": route,
+        "status": status,
+        "created_at": "2026-01-01T00:00:00",
+        "base": "tiny",
+        "base_path": str(students.base_dir(data_dir, route)),
+        "method": "lora",
+        "dataset_version": 1,
+        "metrics": {"student": {"exact_match": exact}},
+        "gate": {"passed": status != students.REJECTED, "reasons": []},
+    }
+    students.write_json(staging / "manifest.json", manifest)
+    students.write_json(staging / "eval.json", {"worst": []})
+    return registry.publish(staging)
+
+
+def test_versions_increase_and_staging_is_hidden(tmp_path: Path) -> None:
+    first = _publish(tmp_path, "r", students.CANDIDATE, 0.9)
+    version, staging = registry.allocate(tmp_path, "r")  # a run in progress
+    assert first.name == "v1" and version == 2 and staging.name == ".v2.staging"
+    assert [s.version for s in students.list_students(tmp_path, "r")] == [1]
+    assert registry.allocate(tmp_path, "r")[0] == 3  # never reuses a reserved number
+
+
+def test_list_and_show(tmp_path: Path) -> None:
+    _publish(tmp_path, "a", students.CANDIDATE, 0.95)
+    _publish(tmp_path, "b", students.REJECTED, 0.5)
+    listed = students.list_students(tmp_path)
+    assert [(s.route, s.version, s.status) for s in listed] == [
+        ("a", 1, "candidate"),
+        ("b", 1, "rejected"),
+    ]
+    assert listed[0].exact_match == 0.95 and listed[0].gate_passed and listed[0].name == "v1"
+    json.dumps([s.as_dict() for s in listed])  # the CLI's --json output
+    shown = students.show_student(tmp_path, "a", 1)
+    assert shown["manifest"]["status"] == "candidate" and shown["eval"] == {"worst": []}
+    assert shown["status"] == "candidate"
+    with pytest.raises(FileNotFoundError, match="apprentice students list"):
+        students.show_student(tmp_path, "a", 7)
+    assert students.list_students(tmp_path / "nowhere") == []
+
+
+def test_the_current_student_is_the_promoted_one_or_none(tmp_path: Path) -> None:
+    assert students.current_student(tmp_path, "r") is None
+    _publish(tmp_path, "r", students.CANDIDATE, 0.9)
+    _publish(tmp_path, "r", students.CANDIDATE, 0.92)
+    _publish(tmp_path, "r", students.REJECTED, 0.1)
+    assert students.current_student(tmp_path, "r") is None  # candidates serve nobody yet
+    students.set_status(tmp_path, "r", 1, students.PROMOTED, "checks_passed")
+    students.set_status(tmp_path, "r", 2, students.ROLLED_BACK, "agreement")
+    current = students.current_student(tmp_path, "r")
+    assert current is not None and current.version == 1
+    assert [s.status for s in students.list_students(tmp_path, "r")] == [
+        "promoted", "rolled_back", "rejected"
+    ]  # fmt: skip
+    record = json.loads((tmp_path / "students" / "r" / "v2" / "status.json").read_text())
+    assert record["status"] == "rolled_back" and record["reason"] == "agreement"
+    assert (
+        json.loads((tmp_path / "students" / "r" / "v2" / "manifest.json").read_text())["status"]
+        == "candidate"
+    )  # the manifest keeps the gate's verdict
+
+
+def test_a_rejected_student_stays_rejected_and_statuses_are_checked(tmp_path: Path) -> None:
+    _publish(tmp_path, "r", students.REJECTED, 0.1)
+    students.set_status(tmp_path, "r", 1, students.PROMOTED)
+    assert students.list_students(tmp_path, "r")[0].status == "rejected"
+    with pytest.raises(ValueError, match="unknown student status"):
+        students.set_status(tmp_path, "r", 1, "famous")
+    with pytest.raises(FileNotFoundError, match="No student v9"):
+        students.set_status(tmp_path, "r", 9, students.PROMOTED)
+
+
+def test_chat_messages_become_a_prompt_of_text() -> None:
+    prompt = students.Prompt.from_chat(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi "},
+                                         {"type": "image_url", "image_url": {"url": "x"}},
+                                         {"type": "text", "text": "there"}]},
+            {"role": "assistant", "content": None},
+        ]
+    )  # fmt: skip
+    assert [m["content"] for m in prompt.messages] == ["Be brief.", "Hi there", ""]
+    assert prompt.tools is None
+
+
+def test_exact_match_ignores_whitespace_and_json_key_order() -> None:
+    assert students.exact_match('{"b": 1, "a": [1, 2]}', ' {"a":[1,2],\n "b":1} ')
+    assert students.exact_match("hello   world\n", "hello world")
+    assert not students.exact_match('{"a": 1}', '{"a": 2}')
+    assert not students.exact_match("Hello", "hello")
+
+
+def test_normalise_leaves_non_json_text_alone() -> None:
+    assert students.normalise("  {not json ") == "{not json"
+    assert students.parse_json("[1, 2") is None
+    assert students.parse_json("42") is None  # only objects and arrays count as JSON answers
+
+
+def test_token_f1() -> None:
+    assert students.token_f1("a b c", "a b c") == 1.0
+    assert students.token_f1("x y", "a b") == 0.0
+    # pred {a, b}, ref {a, c, d}: precision 1/2, recall 1/3 -> F1 0.4
+    assert students.token_f1("a b", "a c d") == pytest.approx(0.4)
