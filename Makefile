@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install install-dev lint typecheck pytest bench clean
+.PHONY: demo test install install-dev prometheus lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,7 +37,19 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-pytest: install-dev
+# Debian's Prometheus (promtool and the server) for the rule and dashboard tests: installed
+# when missing and this runs as root with apt; otherwise those tests skip and say what to run.
+prometheus:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	    pkill -x prometheus || true; \
+	  else \
+	    echo "note: promtool and prometheus are missing: 'sudo apt-get install prometheus' runs the Prometheus tests"; \
+	  fi; \
+	fi
+
+pytest: install-dev prometheus
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest

@@ -47,6 +47,15 @@ def _config(path: Path, secrets_required: bool = False) -> Config:
         raise typer.Exit(2) from None
 
 
+def _warn_skipped(skipped: list[dict[str, str]]) -> None:
+    """One line on stderr when unreadable segment files were left out."""
+    if skipped:
+        from logbook.segments import Skipped, describe_skipped
+
+        files = [Skipped(Path(s["path"]), s["reason"]) for s in skipped]
+        err.print(f"[yellow]warning:[/yellow] {describe_skipped(files)}")
+
+
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -77,6 +86,7 @@ def stats(config: ConfigOption = Path("apprentice.toml"), as_json: JsonOption = 
     from apprentice.stats import log_stats, render_stats
 
     result = log_stats(_config(config).data_dir)
+    _warn_skipped(result["skipped_segments"])
     if as_json:
         _print_json(result)
     else:
@@ -101,6 +111,7 @@ def export(
 ) -> None:
     """Logged pairs (or a curated dataset) in OpenAI's fine-tuning JSONL format."""
     from apprentice.export import logged_pairs, write_jsonl
+    from logbook.segments import Skipped
 
     cfg = _config(config)
     try:
@@ -108,17 +119,19 @@ def export(
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    skipped: list[Skipped] = []
     if dataset is not None:
         from apprentice.export import dataset_pairs
 
         examples = dataset_pairs(cfg.data_dir, route, dataset)
     else:
-        examples = logged_pairs(cfg.data_dir, route)
+        examples = logged_pairs(cfg.data_dir, route, skipped)
     try:
         count = write_jsonl(examples, output)
     except FileNotFoundError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    _warn_skipped([s.as_dict() for s in skipped])
     err.print(f"exported {count} examples" + (f" to {output}" if output else ""))
 
 
@@ -146,6 +159,7 @@ def curate(
     except NoRowsError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    _warn_skipped(result.skipped_segments)
     if as_json:
         _print_json(result_to_json(result))
     else:

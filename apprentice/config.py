@@ -231,7 +231,8 @@ def _one_sentence(exc: ValidationError, source: str) -> str:
         return f"Config error in {source}: unknown key {key!r}."
     if err["type"] == "missing":
         return f"Config error in {source}: {key} is required."
-    return f"Config error in {source}: {key}: {err['msg']}."
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"Config error in {source}: {key}: {message}."
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

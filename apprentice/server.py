@@ -29,6 +29,7 @@ from monitoring.metrics import Metrics
 from proxy.admin_jobs import JobRefused
 from proxy.app import FastPath
 from proxy.app import create_app as create_proxy
+from proxy.connections import guarded_protocol
 from proxy.routing import Traffic
 from proxy.state import Backends
 from retrain.scheduler import Scheduler
@@ -148,7 +149,7 @@ def serve(config: Config, log_level: str = "info") -> None:
             host=config.server.host,
             port=config.server.port,
             loop="uvloop",
-            http="httptools",
+            http=guarded_protocol(config.server.header_timeout_s),
             lifespan="on",
             access_log=False,
             log_level=log_level,

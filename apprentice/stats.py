@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
-from logbook.segments import open_segments
+from logbook.segments import Skipped, open_segments
 
 # Shadow answers are logged as student rows for comparison, but nobody was served by them.
 SERVED_BY = (
@@ -19,7 +19,8 @@ SERVED_BY = (
 
 def log_stats(data_dir: Path) -> dict[str, Any]:
     """Totals, per route and served_by, and per day, from sealed segments."""
-    con = open_segments(data_dir)
+    skipped: list[Skipped] = []
+    con = open_segments(data_dir, skipped=skipped)
     sums = (
         "count(*) AS rows, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
         "coalesce(sum(completion_tokens), 0) AS completion_tokens, "
@@ -46,6 +47,7 @@ def log_stats(data_dir: Path) -> dict[str, Any]:
         "feedback_rows": int(feedback[0]) if feedback else 0,
         "by_route": by_route,
         "by_day": by_day,
+        "skipped_segments": [s.as_dict() for s in skipped],
     }
 
 

@@ -45,18 +45,24 @@ def body(stream: bool, i: int) -> bytes:
     return orjson.dumps({"model": "triage", "messages": messages, "stream": stream})
 
 
-def start_apprentice(teacher_port: int, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_apprentice(
+    teacher_port: int, workdir: Path, priced: bool = True
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`apprentice serve` on the fake teacher; `priced=False` is a self-hosted teacher, a model
+    litellm's price table does not know."""
     port = free_port()
-    config = workdir / "apprentice.toml"
+    name = "priced" if priced else "unpriced"
+    config = workdir / f"apprentice-{name}.toml"
+    prices = "input_cost_per_mtok = 0.15\noutput_cost_per_mtok = 0.6\n" if priced else ""
     config.write_text(
-        f'data_dir = "{workdir / "data"}"\n[server]\nport = {port}\napi_keys = ["{KEY}"]\n'
+        f'data_dir = "{workdir / name}"\n[server]\nport = {port}\napi_keys = ["{KEY}"]\n'
         f'[[routes]]\nname = "triage"\nteacher = "openai/fake-teacher-1"\n'
-        f'teacher_api_base = "http://127.0.0.1:{teacher_port}/v1"\nteacher_api_key = "x"\n'
-        "input_cost_per_mtok = 0.15\noutput_cost_per_mtok = 0.6\n"
+        f'teacher_api_base = "http://127.0.0.1:{teacher_port}/v1"\nteacher_api_key = "x"\n' + prices
     )
     args = [str(ROOT / ".venv/bin/apprentice"), "serve", "--config", str(config),
             "--log-level", "warning"]  # fmt: skip
-    proc = start_process(args, f"http://127.0.0.1:{port}/readyz", log=workdir / "apprentice.log")
+    log = workdir / f"apprentice-{name}.log"
+    proc = start_process(args, f"http://127.0.0.1:{port}/readyz", log=log)
     return proc, port
 
 
@@ -176,7 +182,10 @@ def main() -> None:
             procs.append(start_fake_teacher(teacher_port))
             apprentice, apprentice_port = start_apprentice(teacher_port, work)
             procs.append(apprentice)
-            targets = {"teacher direct": teacher_port, "apprentice": apprentice_port}
+            unpriced, unpriced_port = start_apprentice(teacher_port, work, priced=False)
+            procs.append(unpriced)
+            targets = {"teacher direct": teacher_port, "apprentice": apprentice_port,
+                       "apprentice, unpriced teacher": unpriced_port}  # fmt: skip
             if not args.skip_litellm:
                 litellm, litellm_port = start_litellm(teacher_port, work)
                 procs.append(litellm)

@@ -84,6 +84,7 @@ class CurationResult:
     clusters: list[ClusterRow] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # train, eval
     skipped: list[dict[str, str]] = field(default_factory=list)  # unreadable rows: id, reason
+    skipped_segments: list[dict[str, str]] = field(default_factory=list)  # files left out
     seconds: float = 0.0
     manifest: dict[str, Any] | None = None
 
@@ -104,6 +105,7 @@ def result_to_json(result: CurationResult) -> dict[str, Any]:
         "stages": [s.to_json() for s in result.stages],
         "clusters": [c.to_json() for c in result.clusters],
         "skipped": result.skipped,
+        "skipped_segments": result.skipped_segments,
         "seconds": round(result.seconds, 3),
     }
 

@@ -1,7 +1,7 @@
 """Stage 1, select: the route's logged rows, parsed into pairs, one teacher version per task.
 
 Rows come from sealed segments only (the server's hot DuckDB file is never opened), so the job
-runs while the server does. A request id sealed twice (a replayed spill) counts once: the row
+runs while the server does. A request id sealed twice (a replayed journal) counts once: the row
 with the highest `seq` wins. Rows the job cannot read (a newer schema version, a request that
 is not chat JSON) are skipped and listed by id, never fatal.
 """

@@ -105,7 +105,11 @@ async def run_demo(plan: DemoPlan, data_dir: Path, view: DemoView) -> DemoOutcom
         port = _free_port()
         config_path = data_dir / "apprentice.toml"
         config_path.write_text(demo_config(plan, data_dir, port, sim))
-        env = {"DEMO_CLIENT_KEY": api_key, "DEMO_ADMIN_TOKEN": token, "DEMO_TEACHER_KEY": "sim"}
+        env = {
+            "DEMO_CLIENT_KEY": api_key,
+            "DEMO_ADMIN_TOKEN": token,
+            "DEMO_TEACHER_KEY": "sk-sim-" + secrets.token_hex(8),
+        }
         server = Server(config_path, port, token, env)
         try:
             await server.ready(60)
@@ -169,7 +173,15 @@ async def _phases(
             if not await _until(view, name, limit, done, outcome, start):
                 return
         view.phase = "student serving"
-        await asyncio.sleep(plan.tail_s)  # let the new student be seen taking the traffic
+        # Let the new student be seen taking the traffic: a while, and a number of answers (on
+        # a loaded machine a fixed time alone shows little of it).
+        before = view.served["student"]
+        await asyncio.sleep(plan.tail_s)
+        deadline = time.monotonic() + 3 * plan.tail_s
+        while view.served["student"] - before < plan.tail_requests:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
         outcome.ok = True
     finally:
         stop.set()

@@ -128,7 +128,7 @@ def arrow_batch(table: str, rows: list[Any]) -> pa.Table:
 
 
 def row_from_dict(table: str, data: dict[str, Any]) -> Row:
-    """A row from its JSON form (spill files): timestamps come back from ISO text.
+    """A row from its JSON form (journal files): timestamps come back from ISO text.
 
     Unknown keys are an error, so a file written by another schema is noticed, not guessed."""
     values = dict(data)

@@ -1,32 +1,84 @@
 """Readers of sealed segments: what every process but the server uses to see the log.
 
-`open_segments(data_dir)` returns an in-memory DuckDB connection with two views, `requests`
-and `feedback`, over the Parquet segments (empty views with the right columns when nothing is
-sealed yet). Any other engine can read the same files.
+`segment_files` lists the readable segments of a table; `open_segments(data_dir)` returns an
+in-memory DuckDB connection with two views, `requests` and `feedback`, over them (empty views
+with the right columns when nothing is sealed yet). Any other engine can read the same files.
+
+A file that is not a readable segment (a foreign file dropped in the folder, a torn copy, a
+disk error) is left out, never fatal: it is listed in `skipped` for the caller to report. Each
+file is checked once per (size, mtime), so a reader that lists every few seconds (the
+scheduler) does not re-read footers.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from logbook.schema import TABLE_COLUMNS
-from logbook.sealing import SEGMENT_DIRS
+from logbook.sealing import SEGMENT_DIRS, parse_part, unreadable
 
 
-def segment_files(data_dir: Path, table: str = "requests", route: str | None = None) -> list[Path]:
-    """Sealed segment files of a table, optionally of one route, in seal order."""
+@dataclass(frozen=True)
+class Skipped:
+    """A file under the segment folders that could not be read as a segment."""
+
+    path: Path
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": str(self.path), "reason": self.reason}
+
+
+def segment_files(
+    data_dir: Path,
+    table: str = "requests",
+    route: str | None = None,
+    skipped: list[Skipped] | None = None,
+) -> list[Path]:
+    """Readable segment files of a table, optionally of one route, sorted by name.
+
+    Unreadable ones are left out and, when `skipped` is given, appended to it."""
     root = data_dir / SEGMENT_DIRS[table]
-    pattern = f"route={route}/date=*/part-*.parquet" if route else "route=*/date=*/part-*.parquet"
-    return sorted(root.glob(pattern), key=lambda p: p.name) if root.exists() else []
+    if not root.exists():
+        return []
+    pattern = f"route={route}/date=*/*.parquet" if route else "route=*/date=*/*.parquet"
+    files = []
+    for path in sorted(root.glob(pattern), key=lambda p: p.name):
+        reason = _problem(path, table)
+        if reason is None:
+            files.append(path)
+        elif skipped is not None:
+            skipped.append(Skipped(path, reason))
+    return files
 
 
-def open_segments(data_dir: Path, route: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection with `requests` and `feedback` views over sealed segments."""
+def _problem(path: Path, table: str) -> str | None:
+    if parse_part(path) is None:
+        return "not a segment's name"
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        return f"cannot stat ({exc})"
+    return _checked(str(path), stat.st_size, stat.st_mtime_ns, table)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _checked(path: str, size: int, mtime_ns: int, table: str) -> str | None:
+    # size and mtime are part of the key: a file replaced in place is checked again.
+    return unreadable(Path(path), table)
+
+
+def open_segments(
+    data_dir: Path, route: str | None = None, skipped: list[Skipped] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with `requests` and `feedback` views over readable segments."""
     con = duckdb.connect(":memory:")
     for table in TABLE_COLUMNS:
-        files = segment_files(data_dir, table, route)
+        files = segment_files(data_dir, table, route, skipped)
         if files:
             listing = ", ".join(_quote(str(p)) for p in files)
             con.execute(
@@ -40,6 +92,14 @@ def open_segments(data_dir: Path, route: str | None = None) -> duckdb.DuckDBPyCo
             )
             con.execute(f"CREATE VIEW {table} AS SELECT {cols} WHERE false")
     return con
+
+
+def describe_skipped(skipped: list[Skipped]) -> str:
+    """One sentence for a command's stderr."""
+    head = f"skipped {len(skipped)} unreadable segment file{'s' if len(skipped) != 1 else ''}"
+    shown = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    return f"{head} ({shown}{more}); they are left out."
 
 
 def _quote(text: str) -> str:

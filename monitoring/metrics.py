@@ -100,17 +100,49 @@ class Metrics:
         )
         self.capture_spilled = Counter(
             "apprentice_capture_rows_spilled_total",
-            "Rows written to the spill file because the queue was full or a write failed.",
+            "Rows that found the queue full and waited in the journal on disk (written once "
+            "the writer caught up).",
             registry=r,
         )
         self.capture_failures = Counter(
             "apprentice_capture_write_failures_total",
-            "Logbook batch writes that failed (their rows went to the spill file).",
+            "Logbook batch writes that failed (retried with backoff; their rows wait in the "
+            "queue and the journal).",
             registry=r,
         )
         self.capture_replayed = Counter(
             "apprentice_capture_rows_replayed_total",
-            "Spilled rows written to the logbook at start.",
+            "Rows written from the journal: at start (rows a stopped process had not "
+            "committed) or after the queue overflowed.",
+            registry=r,
+        )
+        self.capture_degraded = Gauge(
+            "apprentice_capture_degraded",
+            "1 while capture cannot keep up (the queue is full or writes are failing; "
+            "readiness is false meanwhile), else 0.",
+            registry=r,
+        )
+        self.capture_dropped = Counter(
+            "apprentice_capture_rows_dropped_total",
+            "Rows lost because neither the queue nor the journal could take them (a full "
+            "disk with a full queue).",
+            registry=r,
+        )
+        self.capture_journal_failures = Counter(
+            "apprentice_capture_journal_failures_total",
+            "Rows that could not be appended to the journal (they survive a crash only once "
+            "committed).",
+            registry=r,
+        )
+        self.capture_rejected = Counter(
+            "apprentice_capture_rows_rejected_total",
+            "Rows the logbook cannot hold (kept in journal/rejected/ with the reason).",
+            registry=r,
+        )
+        self.segments_quarantined = Counter(
+            "apprentice_segments_quarantined_total",
+            "Files under the segment folders that were not readable segments, moved to "
+            "quarantine/ at start.",
             registry=r,
         )
         self.capture_skipped = Counter(

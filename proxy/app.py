@@ -33,6 +33,7 @@ from proxy.errors import (
     handle_http_exception,
     handle_validation_error,
 )
+from proxy.redaction import MIN_LENGTH, Redactor
 from proxy.routing import Router
 from proxy.settings import ProxySettings, RouteSettings
 from proxy.state import Backends, ProxyState, new_request_id
@@ -81,11 +82,13 @@ async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) 
     server, routes = settings.server, settings.routes
     if not server.api_keys:
         log.warning("server.api_keys is empty: any client can call this proxy")
-    secrets = [k.get_secret_value() for k in server.api_keys]
-    secrets += [r.teacher_api_key.get_secret_value() for r in routes if r.teacher_api_key]
-    secrets += [r.student_api_key.get_secret_value() for r in routes if r.student_api_key]
-    if server.admin_token is not None:
-        secrets.append(server.admin_token.get_secret_value())
+    redactor = Redactor(_secrets(settings))
+    if redactor.too_short:
+        log.warning(
+            "%d configured secrets are shorter than %d characters: they cannot be told from "
+            "ordinary text, so they are not redacted from answers and rows; use longer keys",
+            len(redactor.too_short), MIN_LENGTH,
+        )  # fmt: skip
     client = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
         auto_decompress=False,
@@ -101,7 +104,8 @@ async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) 
         settings=settings,
         metrics=metrics,
         logbook=backends.logbook,
-        teacher=Teacher(client, metrics, secrets),
+        teacher=Teacher(client, metrics, redactor),
+        redactor=redactor,
         pricer=await asyncio.to_thread(Pricer.load, routes),
         auth=Auth(
             [k.get_secret_value() for k in server.api_keys],
@@ -116,6 +120,17 @@ async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) 
     gc.collect()
     gc.freeze()
     return state
+
+
+def _secrets(settings: ProxySettings) -> list[str]:
+    """Every secret the proxy knows: none may leave it in an answer, an error or a row."""
+    server, routes = settings.server, settings.routes
+    secrets = [k.get_secret_value() for k in server.api_keys]
+    secrets += [r.teacher_api_key.get_secret_value() for r in routes if r.teacher_api_key]
+    secrets += [r.student_api_key.get_secret_value() for r in routes if r.student_api_key]
+    if server.admin_token is not None:
+        secrets.append(server.admin_token.get_secret_value())
+    return secrets
 
 
 def _remotes(

@@ -40,6 +40,15 @@ class Auth:
             )
         return found
 
+    def is_admin(self, request: Request) -> bool:
+        """Whether the request carries the admin token (never true with the admin API off)."""
+        token = _bearer(request)
+        return (
+            self._admin is not None
+            and token is not None
+            and hmac.compare_digest(token.encode(), self._admin.encode())
+        )
+
     def admin(self, request: Request) -> None:
         """Raise unless the request carries the admin token."""
         if self._admin is None:

@@ -1,18 +1,19 @@
 """POST /v1/chat/completions: check the request, pick the route, answer, hand off the row.
 
-This is the hot path. It does the least it can before the answer goes out: parse the body
-once, forward, relay. `finish` runs once the answer is complete (after the last byte of a
-non-streamed answer is sent): it builds the row, counts the request, and queues the row.
+This is the hot path. It does the least it can: parse the body once, forward, relay. `finish`
+runs once the answer is complete and before its last byte goes out (a whole body before it is
+sent; a stream before the chunk that ends it): it builds the row, journals and queues it, and
+counts the request, so an answer a client has received is never missing from the log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import orjson
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,11 +21,12 @@ from proxy.errors import ApiError
 from proxy.exchange import Exchange, build_row, now_utc, session_hash
 from proxy.relay import RelayResponse, strip_logprobs
 from proxy.serving import answer_with_student
-from proxy.settings import RouteSettings
+from proxy.settings import RouteSettings, ServerSettings
 from proxy.shadow import schedule_shadow
 from proxy.state import ProxyState, proxy_state
 
 log = logging.getLogger("apprentice.proxy")
+MAX_DEPTH = 64  # nesting levels a request may have (JSON schemas in tools need a few dozen)
 SERVED_BY = "x-apprentice-served-by"
 REQUEST_ID = "x-apprentice-request-id"
 
@@ -37,15 +39,13 @@ async def chat_completions(request: Request) -> Response:
     request_id: str = request.scope["state"]["request_id"]
     try:
         key = state.auth.client(request)
-        body = await read_body(request, state.settings.server.max_body_bytes)
+        body = await read_body(request, state.settings.server)
         payload = parse_chat_request(body)
         route = state.route_for(payload["model"])
     except ApiError as exc:
         state.metrics.client_errors.labels(exc.code or "invalid_request").inc()
         raise
     exchange = _exchange(request, route, payload, body, started, request_id, key)
-    if exchange.capture:
-        state.logbook.expect(request_id, route.name)
     try:
         return await _answer(state, request, exchange, t0)
     except Exception:  # a bug: answered 500 in OpenAI's shape, counted and logged like any answer
@@ -99,12 +99,9 @@ def _finished(
     status: int,
     headers: dict[str, str],
 ) -> Response:
-    """The response, with `finish` run once its last byte has been sent."""
-
-    async def after() -> None:
-        finish(state, exchange, t0)
-
-    return Response(body, status_code=status, headers=headers, background=BackgroundTask(after))
+    """The response, its row journaled first: once the client has it, so has the log."""
+    finish(state, exchange, t0)
+    return Response(body, status_code=status, headers=headers)
 
 
 def finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
@@ -118,7 +115,7 @@ def finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
 
 def _finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
     exchange.latency_s = time.perf_counter() - t0
-    row = build_row(exchange, state.pricer)
+    row = build_row(exchange, state.pricer, state.redactor)
     route = exchange.route.name
     served = "student" if exchange.by_student else "teacher"
     metrics = state.metrics
@@ -171,17 +168,28 @@ def _exchange(
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than `limit` bytes with a 413."""
+async def read_body(request: Request, server: ServerSettings) -> bytes:
+    """The request body: a 413 over `max_body_bytes`, a 408 slower than `body_timeout_s`."""
+    limit = server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(server.body_timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"The request body took longer than {server.body_timeout_s:g} s to arrive "
+            "(server.body_timeout_s).",
+            code="request_timeout",
+            headers={"connection": "close"},
+        ) from None
     return b"".join(chunks)
 
 
@@ -202,6 +210,12 @@ def parse_chat_request(body: bytes) -> dict[str, Any]:
         raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    if too_deep(body, payload):
+        raise ApiError(
+            400,
+            f"The request nests JSON deeper than {MAX_DEPTH} levels; flatten it.",
+            code="invalid_json",
+        )
     model = payload.get("model")
     if not isinstance(model, str) or not model:
         raise _invalid("model", "'model' is required and must be a string naming a route.")
@@ -217,6 +231,24 @@ def parse_chat_request(body: bytes) -> dict[str, Any]:
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise _invalid("n", "'n' must be a positive integer.")
     return payload
+
+
+def too_deep(body: bytes, value: Any) -> bool:
+    """Whether `value` (parsed from `body`) nests deeper than MAX_DEPTH.
+
+    Deeper JSON would fail later, when it is serialised again (orjson stops at 254 levels).
+    A body with fewer brackets than the limit cannot be that deep: most requests are answered
+    by two byte counts, without walking the structure."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def _invalid(param: str, message: str) -> ApiError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -80,11 +79,3 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
     else:
         message, param = "The request body is invalid.", None
     return error_response(ApiError(422, message, code="invalid_field", param=param))
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Remove secrets from a message that may quote an upstream error or URL."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return text

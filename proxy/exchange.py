@@ -17,6 +17,7 @@ import orjson
 
 from logbook.schema import ROW_SCHEMA_VERSION, RequestRow
 from proxy.accounting import Pricer
+from proxy.redaction import Redactor
 from proxy.settings import RouteSettings
 from proxy.sse import reassemble
 
@@ -53,9 +54,15 @@ class Exchange:
         return self.served_by != "teacher"
 
 
-def build_row(exchange: Exchange, pricer: Pricer) -> RequestRow:
-    """The log row of a finished exchange (a stream's error event marks it upstream_error)."""
+def build_row(exchange: Exchange, pricer: Pricer, redactor: Redactor | None = None) -> RequestRow:
+    """The log row of a finished exchange (a stream's error event marks it upstream_error).
+
+    Answers arrive redacted already (the teacher's bytes are redacted as they come in); the
+    client's own request may hold a configured secret too, and is redacted for the row."""
     x = exchange
+    request = x.request_body.decode("utf-8", "replace")
+    if redactor is not None:
+        request = redactor.text(request)
     response, truncated, stream_error = _response(x)
     if stream_error is not None and x.error is None:
         x.error, x.outcome = stream_error, "upstream_error"
@@ -87,8 +94,8 @@ def build_row(exchange: Exchange, pricer: Pricer) -> RequestRow:
         teacher=x.route.teacher,
         upstream_model=_str(response.get("model")) if isinstance(response, dict) else None,
         prompt_fingerprint=prompt_fingerprint(x.payload.get("messages")),
-        request=x.request_body.decode("utf-8", "replace"),
-        response=orjson.dumps(response).decode() if response is not None else None,
+        request=request,
+        response=_stored(x, response),
         status=x.status,
         outcome=x.outcome,
         error=x.error,
@@ -109,6 +116,23 @@ def build_row(exchange: Exchange, pricer: Pricer) -> RequestRow:
     )
 
 
+_RAW = object()  # key of an answer that is not a JSON object: its bytes, kept as text
+
+
+def _stored(x: Exchange, response: Any) -> str | None:
+    """The answer as the row keeps it. A JSON body is kept as it came (already redacted, and
+    never re-serialised: that costs time and fails on very deep JSON); a reassembled stream as
+    its JSON; a body that is not a JSON object as {"raw": its text}."""
+    if response is None:
+        return None
+    raw = response.get(_RAW)
+    if raw is not None:
+        return orjson.dumps({"raw": raw.decode("utf-8", "replace")}).decode()
+    if x.stream and x.status == 200:
+        return orjson.dumps(response).decode()
+    return (x.response_body or b"").decode("utf-8", "replace")
+
+
 def _response(x: Exchange) -> tuple[Any, bool, str | None]:
     """(the answer as JSON, truncated, the error event of a stream)."""
     if not x.stream or x.status != 200:
@@ -117,8 +141,8 @@ def _response(x: Exchange) -> tuple[Any, bool, str | None]:
         try:
             parsed = orjson.loads(x.response_body)
         except orjson.JSONDecodeError:
-            return {"raw": x.response_body.decode("utf-8", "replace")}, False, None
-        return (parsed if isinstance(parsed, dict) else {"raw": parsed}), False, None
+            return {_RAW: x.response_body}, False, None
+        return (parsed if isinstance(parsed, dict) else {_RAW: x.response_body}), False, None
     result = reassemble(x.chunks)
     error = None if result.error is None else orjson.dumps(result.error).decode()
     return result.response, not result.done, error

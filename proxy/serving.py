@@ -57,10 +57,10 @@ async def answer_with_student(
         return None
     exchange.served_by = f"student:{version}"
     if exchange.stream:
-        body = completion_sse(result.response, exchange.payload)
+        body = state.redactor.bytes(completion_sse(result.response, exchange.payload))
         exchange.chunks = [body]
         return body, dict(SSE_HEADERS)
-    body = orjson.dumps(result.response)
+    body = state.redactor.bytes(orjson.dumps(result.response))
     exchange.response_body = body
     return body, {"content-type": "application/json"}
 

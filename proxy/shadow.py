@@ -85,11 +85,11 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
         served_by=f"student:{version}", task=teacher.task, session_hash=teacher.session_hash,
         key_id=teacher.key_id, status=200 if result else 500,
         outcome="ok" if result else "error", error=error,
-        response_body=orjson.dumps(result.response) if result else None,
+        response_body=state.redactor.bytes(orjson.dumps(result.response)) if result else None,
         latency_s=latency, ttft_s=latency, shadow_pair_id=teacher.shadow_pair_id,
         tags=tags, shadow=True,
     )  # fmt: skip
-    state.logbook.submit(build_row(shadow, state.pricer))
+    state.logbook.submit(build_row(shadow, state.pricer, state.redactor))
 
 
 def teacher_answer(exchange: Exchange) -> str | None:

@@ -20,6 +20,7 @@ from monitoring.metrics import Metrics
 from proxy.accounting import Accounting, Pricer
 from proxy.auth import Auth
 from proxy.errors import ApiError
+from proxy.redaction import Redactor
 from proxy.routing import Router, Traffic
 from proxy.settings import ProxySettings, RouteSettings
 from proxy.student_backend import StudentPool
@@ -50,6 +51,7 @@ class ProxyState:
     pricer: Pricer
     auth: Auth
     students: StudentPool
+    redactor: Redactor
     router: Router | None = None
     drift: DriftMonitor | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)  # shadows in flight

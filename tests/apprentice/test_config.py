@@ -129,3 +129,20 @@ def test_commands_that_use_no_key_load_the_config_without_secrets() -> None:
     assert config.server.api_keys[0].get_secret_value() == "<unset APPRENTICE_API_KEY>"
     with pytest.raises(ConfigError, match="APPRENTICE_API_KEY"):
         load_config(path, {})
+
+
+@pytest.mark.parametrize(
+    ("raw", "environ", "message"),
+    [
+        ({"server": {"admin_token": ""}}, {}, "empty admin token would open the admin API"),
+        ({"server": {"admin_token": "   "}}, {}, "empty admin token would open the admin API"),
+        ({}, {"APPRENTICE_SERVER__ADMIN_TOKEN": ""}, "empty admin token would open the admin API"),
+        ({"server": {"api_keys": ["sk-real-key-1", ""]}}, {}, "empty key would let any client in"),
+    ],
+)
+def test_empty_secrets_are_refused_with_one_sentence(
+    raw: dict[str, object], environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        config_from_dict(raw, environ)
+    assert "Value error" not in str(refused.value)  # one plain sentence, no pydantic prefix

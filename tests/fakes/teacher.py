@@ -57,6 +57,7 @@ class FakeTeacher(LoopbackServer):
     failures: deque[Failure] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     answer: Any = None  # optional callable(request_body) -> str content
+    mutate: Any = None  # optional callable(completion dict) -> dict: odd answers on purpose
     streams_aborted: int = 0  # streams the other side closed before the end
 
     thread_name = "fake teacher"
@@ -211,7 +212,7 @@ class FakeTeacher(LoopbackServer):
                 choice["logprobs"] = {"content": self.logprobs(content, payload)}
             choices.append(choice)
         words = content.split()
-        return {
+        completion = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -223,6 +224,7 @@ class FakeTeacher(LoopbackServer):
                 "total_tokens": 11 + len(words) * n,
             },
         }
+        return self.mutate(completion) if self.mutate is not None else completion
 
     def logprobs(self, content: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
         k = int(payload.get("top_logprobs") or 0)
