@@ -2,7 +2,7 @@
 formats of the official OpenAI and Anthropic clients.
 
 It is the only fake in the tests (the teacher provider is outside the project). It answers
-chat completions (more surfaces to come, each in its own module),
+chat completions and the Responses API,
 every surface by the same rule (`answers.py`). It writes its SSE streams
 in pieces split at arbitrary byte boundaries, can be slow before answering and between
 chunks, and can be told to fail the next requests (any status, any body, or a dropped
@@ -26,6 +26,7 @@ import orjson
 from demo.loopback import LoopbackServer
 from tests.fakes.chat import ChatApi
 from tests.fakes.errors import ApiError, ErrorShape, anthropic_error, openai_error
+from tests.fakes.responses import ResponsesApi
 from tests.fakes.wire import (
     Reply,
     Request,
@@ -95,6 +96,7 @@ class FakeTeacher(LoopbackServer):
         self._init_server()
         self._rng = random.Random(self.split_seed)
         self.chat = ChatApi(self)
+        self.responses = ResponsesApi(self)
         self.routes = self._routes()
 
     def fail_next(self, *failures: Failure) -> None:
@@ -123,9 +125,13 @@ class FakeTeacher(LoopbackServer):
         def route(method: str, tail: str, handler: Callable[[Call], Reply], **kw: bool) -> Route:
             return Route(method, re.compile(tail + "$"), handler, **kw)
 
+        responses, one = self.responses, r"/responses/(?P<id>[^/]+)"
         return [  # first match wins: /chat/completions before /completions
             route("GET", r"/models", self._model_list, spares_failures=True),
             route("POST", r"/chat/completions", lambda c: self.chat.create(c.payload)),
+            route("POST", r"/responses", lambda c: responses.create(c.payload)),
+            route("GET", one, lambda c: responses.retrieve(c.params["id"])),
+            route("DELETE", one, lambda c: responses.delete(c.params["id"])),
         ]
 
     def _match(self, request: Request) -> tuple[Route | None, dict[str, str]]:
