@@ -2,8 +2,8 @@
 formats of the official OpenAI and Anthropic clients.
 
 It is the only fake in the tests (the teacher provider is outside the project). It answers
-chat completions and the Responses API,
-every surface by the same rule (`answers.py`). It writes its SSE streams
+chat completions, the Responses API and
+Anthropic Messages, every surface by the same rule (`answers.py`). It writes its SSE streams
 in pieces split at arbitrary byte boundaries, can be slow before answering and between
 chunks, and can be told to fail the next requests (any status, any body, or a dropped
 connection). Every request it receives is recorded for assertions.
@@ -26,6 +26,7 @@ import orjson
 from demo.loopback import LoopbackServer
 from tests.fakes.chat import ChatApi
 from tests.fakes.errors import ApiError, ErrorShape, anthropic_error, openai_error
+from tests.fakes.messages import MessagesApi
 from tests.fakes.responses import ResponsesApi
 from tests.fakes.wire import (
     Reply,
@@ -97,6 +98,7 @@ class FakeTeacher(LoopbackServer):
         self._rng = random.Random(self.split_seed)
         self.chat = ChatApi(self)
         self.responses = ResponsesApi(self)
+        self.messages = MessagesApi(self)
         self.routes = self._routes()
 
     def fail_next(self, *failures: Failure) -> None:
@@ -132,6 +134,7 @@ class FakeTeacher(LoopbackServer):
             route("POST", r"/responses", lambda c: responses.create(c.payload)),
             route("GET", one, lambda c: responses.retrieve(c.params["id"])),
             route("DELETE", one, lambda c: responses.delete(c.params["id"])),
+            route("POST", r"/messages", lambda c: self.messages.create(c.payload), anthropic=True),
         ]
 
     def _match(self, request: Request) -> tuple[Route | None, dict[str, str]]:
