@@ -2,7 +2,7 @@
 formats of the official OpenAI and Anthropic clients.
 
 It is the only fake in the tests (the teacher provider is outside the project). It answers
-chat completions, the Responses API and
+chat completions, the Responses API, embeddings, legacy completions, model look-ups and
 Anthropic Messages, every surface by the same rule (`answers.py`). It writes its SSE streams
 in pieces split at arbitrary byte boundaries, can be slow before answering and between
 chunks, and can be told to fail the next requests (any status, any body, or a dropped
@@ -19,12 +19,15 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from demo.loopback import LoopbackServer
+from tests.fakes import embeddings
 from tests.fakes.chat import ChatApi
+from tests.fakes.completions import CompletionsApi
 from tests.fakes.errors import ApiError, ErrorShape, anthropic_error, openai_error
 from tests.fakes.messages import MessagesApi
 from tests.fakes.responses import ResponsesApi
@@ -37,6 +40,8 @@ from tests.fakes.wire import (
     write_json,
     write_stream,
 )
+
+MODEL_CREATED = 1_700_000_000  # a fixed date, so that model objects compare across runs
 
 
 @dataclass
@@ -99,6 +104,7 @@ class FakeTeacher(LoopbackServer):
         self.chat = ChatApi(self)
         self.responses = ResponsesApi(self)
         self.messages = MessagesApi(self)
+        self.completions = CompletionsApi(self)
         self.routes = self._routes()
 
     def fail_next(self, *failures: Failure) -> None:
@@ -130,7 +136,10 @@ class FakeTeacher(LoopbackServer):
         responses, one = self.responses, r"/responses/(?P<id>[^/]+)"
         return [  # first match wins: /chat/completions before /completions
             route("GET", r"/models", self._model_list, spares_failures=True),
+            route("GET", r"/models/(?P<id>[^/]+)", self._model),
             route("POST", r"/chat/completions", lambda c: self.chat.create(c.payload)),
+            route("POST", r"/completions", lambda c: self.completions.create(c.payload)),
+            route("POST", r"/embeddings", lambda c: embeddings.create(self, c.payload)),
             route("POST", r"/responses", lambda c: responses.create(c.payload)),
             route("GET", one, lambda c: responses.retrieve(c.params["id"])),
             route("DELETE", one, lambda c: responses.delete(c.params["id"])),
@@ -146,6 +155,15 @@ class FakeTeacher(LoopbackServer):
 
     def _model_list(self, call: Call) -> Reply:
         return Reply(body={"object": "list", "data": []})
+
+    def _model(self, call: Call) -> Reply:
+        model_id = call.params["id"]
+        if "anthropic-version" in call.request.headers:  # the same path, Anthropic's ModelInfo
+            created = datetime.fromtimestamp(MODEL_CREATED, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            info: dict[str, Any] = {"type": "model", "id": model_id, "display_name": model_id}
+            return Reply(body=info | {"created_at": created, "lifecycle": "active"})
+        info = {"id": model_id, "object": "model", "created": MODEL_CREATED}
+        return Reply(body=info | {"owned_by": "fake-teacher"})
 
     # -- HTTP ------------------------------------------------------------------------------
 
