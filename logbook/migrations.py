@@ -104,6 +104,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE request_ids ADD COLUMN key_id VARCHAR",
         ),
     ),
+    (
+        "the API surface of each request",
+        # chat/completions, responses, messages, embeddings, ...; older rows are chat.
+        ("ALTER TABLE requests ADD COLUMN endpoint VARCHAR",),
+    ),
 )
 
 

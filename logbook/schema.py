@@ -74,6 +74,9 @@ class RequestRow:
     key_id: str | None = _column("VARCHAR", _STR, "id of the client key (never the key)")
     teacher_logprobs: str | None = _column("VARCHAR", _STR, "teacher top logprobs as JSON")
     shadow_pair_id: str | None = _column("VARCHAR", _STR, "shadow comparison this row is in")
+    endpoint: str | None = _column(
+        "VARCHAR", _STR, "API surface: chat/completions, responses, messages, embeddings, ..."
+    )
 
 
 @dataclass(slots=True, kw_only=True)

@@ -79,19 +79,25 @@ def open_segments(
     con = duckdb.connect(":memory:")
     for table in TABLE_COLUMNS:
         files = segment_files(data_dir, table, route, skipped)
-        if files:
-            listing = ", ".join(_quote(str(p)) for p in files)
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listing}], "
-                "hive_partitioning = false, union_by_name = true)"
-            )
-        else:
-            cols = ", ".join(
-                ["CAST(NULL AS BIGINT) AS seq"]
-                + [f"CAST(NULL AS {c.sql.split()[0]}) AS {c.name}" for c in TABLE_COLUMNS[table]]
-            )
-            con.execute(f"CREATE VIEW {table} AS SELECT {cols} WHERE false")
+        if not files:
+            con.execute(f"CREATE VIEW {table} AS SELECT {_nulls(table, set())} WHERE false")
+            continue
+        listing = ", ".join(_quote(str(p)) for p in files)
+        source = f"read_parquet([{listing}], hive_partitioning = false, union_by_name = true)"
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        # Segments sealed before a column existed lack it: the view still has every column.
+        missing = _nulls(table, present)
+        con.execute(
+            f"CREATE VIEW {table} AS SELECT *{', ' + missing if missing else ''} FROM {source}"
+        )
     return con
+
+
+def _nulls(table: str, present: set[str]) -> str:
+    """NULL columns of the declared ones that `present` lacks, for a view's select list."""
+    declared = [("seq", "BIGINT")] + [(c.name, c.sql.split()[0]) for c in TABLE_COLUMNS[table]]
+    return ", ".join(f"CAST(NULL AS {kind}) AS {name}" for name, kind in declared
+                     if name not in present)  # fmt: skip
 
 
 def describe_skipped(skipped: list[Skipped]) -> str:
