@@ -80,6 +80,13 @@ class Metrics:
             ["route", "reason"],
             registry=r,
         )
+        self.passthrough = Counter(
+            "apprentice_passthrough_requests_total",
+            "Calls passed through to a teacher as they are (embeddings, files, audio, ...), by "
+            "route, endpoint family and outcome.",
+            ["route", "endpoint", "outcome"],
+            registry=r,
+        )
         self.client_errors = Counter(
             "apprentice_client_errors_total",
             "Requests refused before reaching a model, by reason.",

@@ -34,6 +34,7 @@ class RelayResponse(Response):
         exchange: Exchange,
         on_finish: Callable[[], None],
         t0: float,
+        done: tuple[bytes, ...] = (DONE,),
     ) -> None:
         self.upstream = upstream
         self.exchange = exchange
@@ -44,7 +45,10 @@ class RelayResponse(Response):
         self._t0 = t0
         self._rewriter = EventRewriter() if exchange.proxy_added_logprobs else None
         self._finished = False
-        self._tail = b""  # the end of the last chunk: [DONE] may be split across two
+        self._done = done  # what the event that ends the answer starts with, per surface
+        self._longest = max(len(d) for d in done)
+        self._tail = b""  # the end of the last chunk: a marker may be split across two
+        self._ending = False  # the last event has begun
 
     def _finish(self) -> None:
         if not self._finished:
@@ -80,9 +84,11 @@ class RelayResponse(Response):
                 if self.exchange.ttft_s is None:
                     self.exchange.ttft_s = time.perf_counter() - self._t0
                 self.exchange.chunks.append(chunk)
-                seen, self._tail = self._tail + chunk, chunk[-len(DONE) :]
-                if DONE in seen:  # the chunk that ends the answer: its row is journaled first
-                    self.exchange.status = 200
+                seen = self._tail + chunk
+                self._tail = seen[-self._longest :]
+                self._ending = self._ending or any(d in seen for d in self._done)
+                if self._ending and seen.endswith(b"\n\n"):  # the answer's last bytes:
+                    self.exchange.status = 200  # its row is journaled before they go out
                     self._finish()
                 out = self._rewriter.feed(chunk) if self._rewriter else chunk
                 if out:

@@ -32,6 +32,11 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above it)."
     )
+    default_route: str | None = Field(
+        None,
+        description="Route for pass-through calls that name no model (file uploads, GET "
+        "/v1/responses/{id}); null: the only route when there is one.",
+    )
     header_timeout_s: float = Field(
         10.0, gt=0, description="A client must send a request's headers within this (slowloris)."
     )
@@ -129,6 +134,13 @@ class RouteSettings(_Strict):
         -1.0,
         le=0,
         description="Mean token logprob below which the teacher answers instead (-inf: off).",
+    )
+    passthrough_body_limit: int = Field(
+        65_536,
+        ge=0,
+        description="Pass-through calls (embeddings, files, ...): JSON bodies up to this many "
+        "bytes are kept in the row; larger and binary ones are not (legacy completions, "
+        "training pairs, always are).",
     )
     input_cost_per_mtok: float | None = Field(
         None, ge=0, description="Override the price table: USD per million prompt tokens."

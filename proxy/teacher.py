@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -32,7 +33,15 @@ from proxy.redaction import Redactor
 from proxy.settings import RouteSettings
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
-FORWARDED_HEADERS = ("x-request-id", "retry-after", "openai-processing-ms", "openai-version")
+ANTHROPIC_API_BASE = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
+FORWARDED_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "retry-after",
+    "openai-processing-ms",
+    "openai-version",
+)
 RETRY_STATUSES = {429, 500, 502, 503, 504, 529}
 MAX_RETRY_AFTER_S = 30.0
 
@@ -68,39 +77,65 @@ class Teacher:
     async def call(self, route: RouteSettings, payload: dict[str, Any], stream: bool) -> Upstream:
         """Send one chat completion to the route's teacher; errors come back as `Upstream`."""
         if route.passthrough:
-            return await self._passthrough(route, payload, stream)
+            return await self.post(route, "chat/completions", payload, stream)
         return await self._litellm(route, payload, stream)
 
     # -- OpenAI-compatible pass-through ------------------------------------------------------
 
-    async def _passthrough(
-        self, route: RouteSettings, payload: dict[str, Any], stream: bool
+    async def post(
+        self, route: RouteSettings, endpoint: str, payload: dict[str, Any], stream: bool
     ) -> Upstream:
-        base = (route.teacher_api_base or DEFAULT_API_BASE).rstrip("/")
-        headers = {"content-type": "application/json", "accept-encoding": "identity"}
-        if route.teacher_api_key is not None:
-            headers["authorization"] = f"Bearer {route.teacher_api_key.get_secret_value()}"
+        """POST a JSON request to the OpenAI-compatible `{teacher_api_base}/{endpoint}`."""
         body = orjson.dumps(payload | {"model": route.upstream_model})
+        return await self.send(route, openai_url(route, endpoint), body, openai_headers(route),
+                               stream)  # fmt: skip
+
+    async def anthropic(
+        self, route: RouteSettings, payload: dict[str, Any], stream: bool, version: str | None
+    ) -> Upstream:
+        """POST an Anthropic Messages request to `{teacher_api_base}/v1/messages`, as is."""
+        headers = {"content-type": "application/json", "accept-encoding": "identity",
+                   "anthropic-version": version or ANTHROPIC_VERSION}  # fmt: skip
+        if route.teacher_api_key is not None:
+            headers["x-api-key"] = route.teacher_api_key.get_secret_value()
+        base = (route.teacher_api_base or ANTHROPIC_API_BASE).rstrip("/")
+        url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        body = orjson.dumps(payload | {"model": route.upstream_model})
+        return await self.send(route, url, body, headers, stream)
+
+    async def send(
+        self,
+        route: RouteSettings,
+        url: str,
+        body: bytes | AsyncIterator[bytes] | None,
+        headers: dict[str, str],
+        stream: bool | Literal["relay"],
+        method: str = "POST",
+    ) -> Upstream:
+        """Send a request, retrying 429/5xx and connection errors before the first byte (a
+        body that is itself streamed is sent once: it cannot be read again). `stream` hands
+        back a successful answer as it arrives."""
         # A stream may legitimately run for long; a whole answer has the route's total time.
         timeout = aiohttp.ClientTimeout(
             total=None if stream else route.total_timeout_s,
             sock_connect=route.connect_timeout_s,
             sock_read=route.read_timeout_s,
         )
-        url = f"{base}/chat/completions"
-        for attempt in range(route.max_retries + 1):
-            last = attempt == route.max_retries
+        tries = route.max_retries + 1 if body is None or isinstance(body, bytes) else 1
+        for attempt in range(tries):
+            last = attempt == tries - 1
             try:
-                response = await self.client.post(
-                    url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-                )
+                response = await self.client.request(
+                    method, url, data=body, headers=headers, timeout=timeout,
+                    allow_redirects=False,
+                )  # fmt: skip
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 if isinstance(exc, aiohttp.ServerTimeoutError) and not isinstance(
                     exc, aiohttp.ConnectionTimeoutError
                 ):
                     return self._timed_out(route, exc)
                 if last:
-                    return self._unreachable(route, exc)
+                    return _no_more_tries(route, self._unreachable(route, exc))
                 self.metrics.teacher_retries.labels(route.name, "connect").inc()
                 await asyncio.sleep(_backoff(route, attempt, None))
                 continue
@@ -112,19 +147,28 @@ class Teacher:
                 self.metrics.teacher_retries.labels(route.name, str(response.status)).inc()
                 await asyncio.sleep(_backoff(route, attempt, retry_after))
                 continue
-            return await self._answer(route, response, stream)
+            answer = await self._answer(route, response, stream)
+            return _no_more_tries(route, answer) if answer.status in RETRY_STATUSES else answer
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _answer(
-        self, route: RouteSettings, response: aiohttp.ClientResponse, stream: bool
+        self,
+        route: RouteSettings,
+        response: aiohttp.ClientResponse,
+        stream: bool | Literal["relay"],
     ) -> Upstream:
         headers = {
             k.lower(): self.redactor.text(v) for k, v in response.headers.items() if _forwarded(k)
         }
         headers["content-type"] = response.headers.get("content-type", "application/json")
-        if stream and response.status == 200:
-            chunks = _chunks(response, self.redactor, route.max_response_bytes)
-            return Upstream(200, headers, chunks=chunks, close=_closer(response))
+        if stream and response.status < 400:
+            # A pass-through download is relayed, never held: the cap bounds held answers.
+            limit = sys.maxsize if stream == "relay" else route.max_response_bytes
+            # (No content-length: redaction may change the length; the relay is chunked.)
+            if stream == "relay" and "content-disposition" in response.headers:
+                headers["content-disposition"] = response.headers["content-disposition"]
+            chunks = _chunks(response, self.redactor, limit)
+            return Upstream(response.status, headers, chunks=chunks, close=_closer(response))
         try:
             body = self.redactor.bytes(await _read(response, route.max_response_bytes))
         except UpstreamTooLarge:
@@ -211,6 +255,25 @@ class Teacher:
         return Upstream(200, {"content-type": "text/event-stream"}, chunks=chunks)
 
 
+def openai_url(route: RouteSettings, endpoint: str) -> str:
+    return f"{(route.teacher_api_base or DEFAULT_API_BASE).rstrip('/')}/{endpoint}"
+
+
+def openai_headers(route: RouteSettings) -> dict[str, str]:
+    headers = {"content-type": "application/json", "accept-encoding": "identity"}
+    if route.teacher_api_key is not None:
+        headers["authorization"] = f"Bearer {route.teacher_api_key.get_secret_value()}"
+    return headers
+
+
+def _no_more_tries(route: RouteSettings, upstream: Upstream) -> Upstream:
+    # The proxy has used its own retries: an SDK that retried too would turn one failing call
+    # into (1 + its retries) x (1 + ours) teacher calls. The official SDKs honour this header.
+    if route.max_retries > 0:
+        upstream.headers["x-should-retry"] = "false"
+    return upstream
+
+
 async def _chunks(
     response: aiohttp.ClientResponse, redactor: Redactor, limit: int
 ) -> AsyncIterator[bytes]:
@@ -276,7 +339,7 @@ async def _sse(stream: Any) -> AsyncIterator[bytes]:
 
 def _forwarded(name: str) -> bool:
     name = name.lower()
-    return name in FORWARDED_HEADERS or name.startswith("x-ratelimit-")
+    return name in FORWARDED_HEADERS or name.startswith(("x-ratelimit-", "anthropic-ratelimit-"))
 
 
 def _backoff(route: RouteSettings, attempt: int, retry_after: str | None) -> float:
