@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install install-dev prometheus lint typecheck pytest bench clean
+.PHONY: demo test install install-dev prometheus node-clients lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -49,7 +49,15 @@ prometheus:
 	  fi; \
 	fi
 
-pytest: install-dev prometheus
+# The Vercel AI SDK for the Node client test, when npm is here (else that test says what to run).
+tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd tests/node && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "note: npm is missing: the Node client test will skip"; fi
+
+node-clients: tests/node/node_modules/.package-lock.json
+
+pytest: install-dev prometheus node-clients
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
