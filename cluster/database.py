@@ -187,10 +187,15 @@ class Database:
                 con.close()
 
     def _unavailable(self, exc: BaseException) -> ControlUnavailable:
-        detail = self.url.scrub(f"{type(exc).__name__}: {exc}".strip())
+        # One line: libpq's messages span several.
+        detail = " ".join(self.url.scrub(f"{type(exc).__name__}: {exc}").split())
+        hint = (
+            "check that its directory exists and is writable, on a local disk"
+            if self.url.dialect == "sqlite"
+            else "check that PostgreSQL is running and reachable; the next call reconnects"
+        )
         return ControlUnavailable(
-            f"The control plane at {self.url.shown} is unavailable ({detail}); check that "
-            "the database is running and reachable."
+            f"The control plane at {self.url.shown} is unavailable ({detail}); {hint}."
         )
 
     def _cause(self, exc: BaseException) -> BaseException | None:

@@ -51,7 +51,7 @@ def parse_control_url(url: str) -> ControlUrl:
             )
         return ControlUrl("sqlite", path, url)
     scheme, sep, _ = url.partition("://")
-    if sep and scheme.lower() in POSTGRES_SCHEMES:
+    if sep and scheme in POSTGRES_SCHEMES:  # libpq takes these two, lower case only
         return _postgres(url)
     if sep:
         raise ValueError(
