@@ -10,7 +10,8 @@ from cluster.urls import parse_control_url
 class ClusterSettings(BaseModel):
     """Where replicas keep what they share besides files, and how often they look at it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a rejected URL (and its password) stays out of the error text.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     control_url: SecretStr | None = Field(
         None,
