@@ -68,6 +68,7 @@ bench: install-dev
 	$(BIN)/python bench/curation_throughput.py
 	$(BIN)/python bench/student_latency.py
 	$(BIN)/python bench/distill_quality.py
+	$(BIN)/python bench/store_sync.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
