@@ -80,6 +80,7 @@ bench: install-dev
 	$(BIN)/python bench/student_latency.py
 	$(BIN)/python bench/distill_quality.py
 	$(BIN)/python bench/control_plane.py
+	$(BIN)/python bench/store_sync.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

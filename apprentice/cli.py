@@ -10,12 +10,15 @@ import json
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from apprentice.config import Config, ConfigError, RouteConfig, load_config, offline_defaults
+
+if TYPE_CHECKING:
+    from store.store import Store
 
 app = typer.Typer(
     name="apprentice",
@@ -45,6 +48,13 @@ def _config(path: Path, secrets_required: bool = False) -> Config:
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+def _store(cfg: Config) -> Store:
+    """The shared store the config names (contacted on first use, not here)."""
+    from store.store import open_store
+
+    return open_store(cfg.store, cfg.data_dir)
 
 
 def _warn_skipped(skipped: list[dict[str, str]]) -> None:
@@ -84,8 +94,13 @@ def serve(
 def stats(config: ConfigOption = Path("apprentice.toml"), as_json: JsonOption = False) -> None:
     """Rows, routes, tokens, cost, who served them, per day (from sealed segments)."""
     from apprentice.stats import log_stats, render_stats
+    from store.store import StoreError
 
-    result = log_stats(_config(config).data_dir)
+    try:
+        result = log_stats(_store(_config(config)))
+    except StoreError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
     _warn_skipped(result["skipped_segments"])
     if as_json:
         _print_json(result)
@@ -119,16 +134,20 @@ def export(
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    skipped: list[Skipped] = []
-    if dataset is not None:
-        from apprentice.export import dataset_pairs
+    from store.store import StoreError
 
-        examples = dataset_pairs(cfg.data_dir, route, dataset)
-    else:
-        examples = logged_pairs(cfg.data_dir, route, skipped)
+    skipped: list[Skipped] = []
+    store = _store(cfg)
     try:
+        if dataset is not None:
+            from apprentice.export import dataset_pairs
+
+            store.pull_trees(f"datasets/{route}")
+            examples = dataset_pairs(store.root, route, dataset)
+        else:
+            examples = logged_pairs(store, route, skipped)
         count = write_jsonl(examples, output)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StoreError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     _warn_skipped([s.as_dict() for s in skipped])

@@ -9,14 +9,16 @@ from typing import Any
 import orjson
 
 from logbook.segments import Skipped, open_segments
+from store.store import Store
 
 
 def logged_pairs(
-    data_dir: Path, route: str, skipped: list[Skipped] | None = None
+    store: Store, route: str, skipped: list[Skipped] | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Successful, complete teacher answers of a route as fine-tuning examples, oldest first;
-    unreadable segment files are left out and listed in `skipped`."""
-    con = open_segments(data_dir, route, skipped)
+    """Successful, complete teacher answers of a route as fine-tuning examples, oldest first,
+    from every replica's segments; unreadable segment files are left out and listed in
+    `skipped`."""
+    con = open_segments(store, route, skipped)
     result = con.execute(
         "SELECT request, response FROM requests WHERE route = ? AND outcome = 'ok' "
         "AND status = 200 AND NOT truncated AND served_by = 'teacher' ORDER BY seq",

@@ -33,6 +33,7 @@ from proxy.connections import guarded_protocol
 from proxy.routing import Traffic
 from proxy.state import Backends
 from retrain.scheduler import Scheduler
+from store.store import open_store
 
 log = logging.getLogger("apprentice.server")
 CANARY_TICK_S = 1.0  # how often the canary loop looks for due intervals and new students
@@ -48,7 +49,9 @@ def create_app(config: Config, metrics: Metrics | None = None) -> FastPath:
 @contextlib.asynccontextmanager
 async def backends(config: Config, metrics: Metrics) -> AsyncIterator[Backends]:
     """Open the logbook, the canary loop and the scheduler; run their loops; close in order."""
-    logbook = Logbook(config.data_dir, config.logbook, metrics)
+    store = open_store(config.store, config.data_dir)
+    log.info("shared store: %s", store.describe())
+    logbook = Logbook(config.data_dir, config.logbook, metrics, store)
     await logbook.open()
     routes = config.routes
     drift = DriftMonitor(metrics, {r.name: r.drift for r in routes})

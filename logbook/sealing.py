@@ -17,6 +17,15 @@ A crash between 1 and 2 leaves a finished file whose rows are still hot. At the 
 file holds: the route, day and seq range from its name, and the request ids in it, so a hot row
 that merely shares a seq number is never deleted. A file that exists where a seal would write
 is the same case met without a restart, and is finished the same way.
+
+Segments go to the shared store's root (`store.Store`), not to `data_dir`: a shared directory,
+or for an object store a local mirror. For an object store the file is *staged* in step 1
+(a durable mark beside it, made before the link, so no linked file ever lacks its mark) and
+pushed, exclusively, after step 2 by `logbook.uploads`; the mark goes only once the push
+succeeded. A push that fails leaves the sealed file in the mirror, marked, and is tried again
+at the next seal: the file on this disk is the rows' one copy until then, fsynced like a seal.
+Replicas sharing one store never collide: names carry each logbook's identity, a temporary
+file carries it too, and reconciling touches only this logbook's files.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -34,11 +44,13 @@ import pyarrow.parquet as pq
 
 from logbook.schema import TABLE_COLUMNS, TIME_COLUMN
 from logbook.transaction import transaction
+from store.store import Store, fsync_dir
 
 log = logging.getLogger("apprentice.logbook")
 SEGMENT_DIRS = {"requests": "segments", "feedback": "feedback"}
 KEY_COLUMN = {"requests": "request_id", "feedback": "feedback_id"}
 _PART = re.compile(r"^part-(?:(?P<id>[0-9a-f]{12})-)?(?P<first>\d+)-(?P<last>\d+)\.parquet$")
+_TMP = re.compile(r"^\.part-(?:(?P<id>[0-9a-f]{12})-)?\d+-\d+\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -78,16 +90,17 @@ def parse_part(path: Path) -> Part | None:
 
 
 def segment_path(
-    data_dir: Path, table: str, route: str, day: date, first: int, last: int, logbook: str
+    root: Path, table: str, route: str, day: date, first: int, last: int, logbook: str
 ) -> Path:
-    folder = data_dir / SEGMENT_DIRS[table] / f"route={route}" / f"date={day.isoformat()}"
+    folder = root / SEGMENT_DIRS[table] / f"route={route}" / f"date={day.isoformat()}"
     return folder / f"part-{logbook[:12]}-{first:012d}-{last:012d}.parquet"
 
 
 def seal_table(
-    con: duckdb.DuckDBPyConnection, data_dir: Path, table: str, logbook: str
+    con: duckdb.DuckDBPyConnection, store: Store, table: str, logbook: str
 ) -> list[SealedSegment]:
-    """Seal every committed row of `table`; return the segments written."""
+    """Seal every committed row of `table` into the store's root; return the segments
+    written (for an object store, staged: `logbook.uploads` pushes them)."""
     day_of = f"CAST({TIME_COLUMN[table]} AS DATE)"
     groups = con.execute(
         f"SELECT route, {day_of}, min(seq), max(seq), count(*) FROM {table} GROUP BY ALL ORDER BY 3"
@@ -95,13 +108,13 @@ def seal_table(
     cols = ", ".join(["seq", *(c.name for c in TABLE_COLUMNS[table])])
     sealed = []
     for route, day, first, last, rows in groups:
-        path = segment_path(data_dir, table, route, day, first, last, logbook)
+        path = segment_path(store.root, table, route, day, first, last, logbook)
         data = con.sql(
             f"SELECT {cols} FROM {table} WHERE route = ? AND {day_of} = ? "
             f"AND seq BETWEEN ? AND ? ORDER BY seq",
             params=[route, day, first, last],
         ).to_arrow_table()
-        if not _write_new(data, path):
+        if not _write_new(data, path, store.stage if store.remote else None):
             log.warning("seal: %s exists already; finishing that seal instead", path)
         part = Part(logbook[:12], route, day, first, last)
         rows = _record_and_delete(con, table, path, part)
@@ -110,29 +123,34 @@ def seal_table(
 
 
 def reconcile_segments(
-    con: duckdb.DuckDBPyConnection, data_dir: Path, logbook: str, quarantine: Path
+    con: duckdb.DuckDBPyConnection, root: Path, logbook: str, quarantine: Path
 ) -> tuple[int, list[Path]]:
     """Finish seals interrupted between writing a file and deleting its rows, and move files
-    that are not readable segments to `quarantine`. Returns (seals finished, quarantined)."""
+    that are not readable segments to `quarantine`. Returns (seals finished, quarantined).
+
+    `root` is the store's root, which other replicas may share: their files and their
+    unfinished temporary files are left alone."""
     recorded = {row[0] for row in con.execute("SELECT path FROM segments").fetchall()}
     finished, moved = 0, []
     for table, folder in SEGMENT_DIRS.items():
-        root = data_dir / folder
-        if not root.exists():
+        tables = root / folder
+        if not tables.exists():
             continue
-        for tmp in root.rglob(".part-*.tmp"):
-            tmp.unlink()  # an unfinished write; its rows are still hot
-        for path in sorted(root.rglob("*.parquet")):
+        for tmp in tables.rglob(".part-*.tmp"):
+            match = _TMP.match(tmp.name)
+            if match is not None and match["id"] in (None, logbook[:12]):
+                tmp.unlink(missing_ok=True)  # our unfinished write; its rows are still hot
+        for path in sorted(tables.rglob("*.parquet")):
             if str(path) in recorded:
                 continue
             part = parse_part(path)
             if part is None:
-                moved.append(_quarantine(path, data_dir, quarantine, "not a segment's name"))
+                moved.append(_quarantine(path, root, quarantine, "not a segment's name"))
                 continue
             if part.logbook not in (None, logbook[:12]):
                 continue  # another logbook's history (a replaced file, another replica)
             if (problem := unreadable(path, table)) is not None:
-                moved.append(_quarantine(path, data_dir, quarantine, problem))
+                moved.append(_quarantine(path, root, quarantine, problem))
                 continue
             if _record_and_delete(con, table, path, part):
                 finished += 1
@@ -149,8 +167,8 @@ def unreadable(path: Path, table: str) -> str | None:
     return f"not a {table} segment (no {', '.join(sorted(missing))})" if missing else None
 
 
-def _quarantine(path: Path, data_dir: Path, quarantine: Path, why: str) -> Path:
-    target = quarantine / path.relative_to(data_dir)
+def _quarantine(path: Path, root: Path, quarantine: Path, why: str) -> Path:
+    target = quarantine / path.relative_to(root)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         target = target.with_name(f"{target.stem}.{os.getpid()}{target.suffix}")
@@ -159,28 +177,28 @@ def _quarantine(path: Path, data_dir: Path, quarantine: Path, why: str) -> Path:
     return target
 
 
-def _write_new(data: object, path: Path) -> bool:
-    """Write `data` to `path` durably; False (and nothing written) when `path` exists."""
+def _write_new(data: object, path: Path, stage: Callable[[Path], None] | None = None) -> bool:
+    """Write `data` to `path` durably; False (and nothing written) when `path` exists.
+
+    `stage(path)`, when given, marks the file for a push before it is linked."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp")
     try:
         pq.write_table(data, tmp, compression="zstd")  # type: ignore[arg-type]
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        if stage is not None:
+            stage(path)  # before the link: a file under its final name is always marked
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk: the rows stay hot for the next seal
         raise
     try:
         os.link(tmp, path)  # unlike a rename, a link never replaces an existing file
     except FileExistsError:
-        return False
+        return False  # an earlier seal's file (and its mark, when it had one) stays
     finally:
         tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
     return True
 
 

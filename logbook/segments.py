@@ -1,8 +1,13 @@
 """Readers of sealed segments: what every process but the server uses to see the log.
 
-`segment_files` lists the readable segments of a table; `open_segments(data_dir)` returns an
+`segment_files` lists the readable segments of a table; `open_segments(store)` returns an
 in-memory DuckDB connection with two views, `requests` and `feedback`, over them (empty views
 with the right columns when nothing is sealed yet). Any other engine can read the same files.
+
+Both take the shared store (`store.Store`): they pull the folders they read first (for an
+object store, the files its mirror lacks; for a directory, nothing), then read under its root,
+so every replica's segments are seen. Given a plain path instead, they read the files under it
+as they are, pulling nothing: the store's root, or a `data_dir` from before stores.
 
 A file that is not a readable segment (a foreign file dropped in the folder, a torn copy, a
 disk error) is left out, never fatal: it is listed in `skipped` for the caller to report. Each
@@ -20,6 +25,9 @@ import duckdb
 
 from logbook.schema import TABLE_COLUMNS
 from logbook.sealing import SEGMENT_DIRS, parse_part, unreadable
+from store.store import Store
+
+Source = Store | Path  # a store (pulled first) or a root to read as it is
 
 
 @dataclass(frozen=True)
@@ -34,15 +42,19 @@ class Skipped:
 
 
 def segment_files(
-    data_dir: Path,
+    source: Source,
     table: str = "requests",
     route: str | None = None,
     skipped: list[Skipped] | None = None,
 ) -> list[Path]:
-    """Readable segment files of a table, optionally of one route, sorted by name.
+    """Readable segment files of a table, optionally of one route, sorted by name; a store
+    is pulled first (raising StoreUnavailable when it cannot be reached).
 
     Unreadable ones are left out and, when `skipped` is given, appended to it."""
-    root = data_dir / SEGMENT_DIRS[table]
+    folder = SEGMENT_DIRS[table] + (f"/route={route}" if route else "")
+    if isinstance(source, Store):
+        source.pull(folder)
+    root = (source.root if isinstance(source, Store) else source) / SEGMENT_DIRS[table]
     if not root.exists():
         return []
     pattern = f"route={route}/date=*/*.parquet" if route else "route=*/date=*/*.parquet"
@@ -73,22 +85,23 @@ def _checked(path: str, size: int, mtime_ns: int, table: str) -> str | None:
 
 
 def open_segments(
-    data_dir: Path, route: str | None = None, skipped: list[Skipped] | None = None
+    source: Source, route: str | None = None, skipped: list[Skipped] | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection with `requests` and `feedback` views over readable segments."""
+    """An in-memory connection with `requests` and `feedback` views over readable segments
+    (of every replica: a store is pulled first, see `segment_files`)."""
     con = duckdb.connect(":memory:")
     for table in TABLE_COLUMNS:
-        files = segment_files(data_dir, table, route, skipped)
+        files = segment_files(source, table, route, skipped)
         if not files:
             con.execute(f"CREATE VIEW {table} AS SELECT {_nulls(table, set())} WHERE false")
             continue
         listing = ", ".join(_quote(str(p)) for p in files)
-        source = f"read_parquet([{listing}], hive_partitioning = false, union_by_name = true)"
-        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        scan = f"read_parquet([{listing}], hive_partitioning = false, union_by_name = true)"
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
         # Segments sealed before a column existed lack it: the view still has every column.
         missing = _nulls(table, present)
         con.execute(
-            f"CREATE VIEW {table} AS SELECT *{', ' + missing if missing else ''} FROM {source}"
+            f"CREATE VIEW {table} AS SELECT *{', ' + missing if missing else ''} FROM {scan}"
         )
     return con
 

@@ -36,7 +36,9 @@ from logbook.schema import TABLE_COLUMNS, FeedbackRow, RequestRow, Row, arrow_ba
 from logbook.sealing import SealedSegment, reconcile_segments, seal_table
 from logbook.settings import LogbookSettings
 from logbook.transaction import transaction
+from logbook.uploads import Uploads
 from monitoring.metrics import Metrics
+from store.store import Store
 
 log = logging.getLogger("apprentice.logbook")
 T = TypeVar("T")
@@ -65,10 +67,19 @@ class PartialWrite(Exception):
 
 
 class Logbook:
-    """Owns `data_dir/apprentice.duckdb`: journals, writes batches, seals segments."""
+    """Owns `data_dir/apprentice.duckdb`: journals, writes batches, seals segments into the
+    shared store (`data_dir` itself when none is given)."""
 
-    def __init__(self, data_dir: Path, settings: LogbookSettings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: LogbookSettings,
+        metrics: Metrics,
+        store: Store | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.store = store or Store(data_dir)
+        self.uploads = Uploads(self.store, metrics)
         self.path = data_dir / "apprentice.duckdb"
         self.settings = settings
         self.metrics = metrics
@@ -112,10 +123,11 @@ class Logbook:
         row = self._con.execute("SELECT id FROM logbook_identity").fetchone()
         self.identity = str(row[0]) if row else ""
         _, moved = reconcile_segments(
-            self._con, self.data_dir, self.identity, self.data_dir / "quarantine"
+            self._con, self.store.root, self.identity, self.data_dir / "quarantine"
         )
         if moved:
             self.metrics.segments_quarantined.inc(len(moved))
+        self.uploads.recover(self.identity)
         self._replay_leftovers()
 
     def _replay_leftovers(self) -> None:
@@ -351,18 +363,21 @@ class Logbook:
     # -- sealing and reads -------------------------------------------------------------------
 
     async def seal(self) -> list[SealedSegment]:
-        """Move committed rows into Parquet segments (idempotent; see `sealing`), then drop
-        the journal files whose rows are now sealed."""
+        """Move committed rows into Parquet segments (idempotent; see `sealing`), drop the
+        journal files whose rows are now sealed, then push what an object store still lacks
+        (`uploads`: a failed push is retried at the next seal, never raised)."""
         async with self._write_lock:
             committed = list(self.journal.committed)
             sealed = await self.run(self._seal_sync)
             self.journal.sealed(committed)
-            return sealed
+            self.uploads.add([s.path for s in sealed])
+        await self.uploads.push()
+        return sealed
 
     def _seal_sync(self, con: duckdb.DuckDBPyConnection) -> list[SealedSegment]:
         sealed: list[SealedSegment] = []
         for table in TABLE_COLUMNS:
-            for segment in seal_table(con, self.data_dir, table, self.identity):
+            for segment in seal_table(con, self.store, table, self.identity):
                 sealed.append(segment)
                 self.metrics.segments_sealed.labels(table).inc()
                 self.metrics.rows_sealed.labels(table).inc(segment.rows)

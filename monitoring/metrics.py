@@ -190,6 +190,18 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        # The shared store (an object store's pushes; a directory store has none).
+        self.store_push_failures = Counter(
+            "apprentice_store_push_failures_total",
+            "Sealed files a push to the object store left behind, counted at each try (they "
+            "wait in the local mirror and are pushed at the next seal).",
+            registry=r,
+        )
+        self.store_unpushed = Gauge(
+            "apprentice_store_unpushed_files",
+            "Sealed files in the local mirror that are not in the object store yet.",
+            registry=r,
+        )
 
         self._declare_rollout(r)
         self._declare_drift_and_retrain(r)
