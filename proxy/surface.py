@@ -169,6 +169,16 @@ def _finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
     exchange.latency_s = time.perf_counter() - t0
     row = build_row(exchange, state.pricer, state.redactor)
     route = exchange.route.name
+    try:
+        if (state.router is not None and exchange.shadow_version and exchange.outcome == "ok"
+                and exchange.status == 200):  # fmt: skip
+            row.shadow_pair_id = schedule_shadow(state, exchange, exchange.shadow_version)
+    finally:  # the row first: counting below must never cost an answered request its row
+        if exchange.capture:
+            state.logbook.submit(row)
+        else:
+            reason = "header" if exchange.route.capture else "route_config"
+            state.metrics.capture_skipped.labels(reason).inc()
     served = "student" if exchange.by_student else "teacher"
     metrics = state.metrics
     metrics.requests.labels(route, served, exchange.outcome).inc()
@@ -185,13 +195,6 @@ def _finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
             traffic.fell_back(exchange.fallback)
         else:
             traffic.served(exchange.by_student, ok, exchange.latency_s)
-        if exchange.shadow_version and exchange.outcome == "ok" and exchange.status == 200:
-            row.shadow_pair_id = schedule_shadow(state, exchange, exchange.shadow_version)
-    if exchange.capture:
-        state.logbook.submit(row)
-    else:
-        reason = "header" if exchange.route.capture else "route_config"
-        metrics.capture_skipped.labels(reason).inc()
 
 
 def choose_student(begun: Begun, request: Request) -> str | None:

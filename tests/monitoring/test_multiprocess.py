@@ -24,6 +24,7 @@ m.record_retrain("triage", "failed", 2.0)
 if sys.argv[5] == "render":
     sys.stdout.write(m.render().decode())
 else:
+    print("ready", flush=True)  # its values are in the shared files now
     sys.stdin.read()  # stay alive until the test has rendered
 """
 
@@ -48,6 +49,7 @@ def test_counters_sum_and_gauges_combine_over_live_workers(tmp_path: Path) -> No
     # One worker stays alive; a second renders: the sums include the first one's values.
     alive = run(tmp_path, "3", "1", "canary", "wait")
     try:
+        assert alive.stdout is not None and alive.stdout.readline() == "ready\n"
         renderer = run(tmp_path, "4", "0", "shadow", "render")
         text, _ = renderer.communicate(timeout=60)
         assert renderer.returncode == 0
