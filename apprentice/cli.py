@@ -74,17 +74,47 @@ def _print_json(data: Any) -> None:
 def serve(
     config: ConfigOption = Path("apprentice.toml"),
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes on this host, behind one port: each its own logbook shard, "
+            "sharing the store and the control plane.",
+        ),
+    ] = 1,
+    worker: Annotated[str | None, typer.Option(hidden=True, help="<index>/<count>")] = None,
 ) -> None:
     """Run the proxy (and its capture, sealing and schedules) until SIGTERM/SIGINT."""
     from apprentice.server import serve as run_server
+    from apprentice.workers import Slot, Supervisor, metrics_dir, worker_command, worker_config
     from logbook.writer import LogbookLocked
 
     cfg = _config(config, secrets_required=True)
     if not cfg.routes:
         err.print("[red]error:[/red] the config has no [[routes]]; add one to proxy a teacher.")
         raise typer.Exit(2)
+    if workers > 1 and worker is None:
+        import logging
+
+        logging.basicConfig(level=log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+        supervisor = Supervisor(worker_command(config, log_level), cfg.data_dir, workers)
+        raise typer.Exit(supervisor.run())
+    slot = None
+    if worker is not None:
+        try:
+            slot = Slot.parse(worker)
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] --worker: {exc}")
+            raise typer.Exit(2) from None
+        home = cfg.data_dir
+        cfg = worker_config(cfg, slot)
     try:
-        run_server(cfg, log_level=log_level)
+        if slot is None:
+            run_server(cfg, log_level=log_level)
+        else:
+            run_server(cfg, log_level=log_level, slot=str(slot),
+                       metrics_dir=str(metrics_dir(home)))  # fmt: skip
     except LogbookLocked as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

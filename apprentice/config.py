@@ -1,7 +1,8 @@
 """Configuration: one TOML file, validated with pydantic, secrets from the environment.
 
 This is the only module that reads the environment; it composes each stage's own settings
-model (`proxy.settings`, `logbook.settings`, `store.settings`, `curation.settings`,
+model (`proxy.settings`, `logbook.settings`, `store.settings`, `cluster.settings`,
+`curation.settings`,
 `retrain.settings`, `canary.settings`, `monitoring.settings`), and each stage receives its part
 as arguments.
 
@@ -23,12 +24,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from canary.settings import CanarySettings
+from cluster.settings import ClusterSettings
 from curation.settings import CurationSettings
 from logbook.settings import LogbookSettings
 from monitoring.settings import DriftSettings
 from proxy.settings import ProxySettings, RouteSettings, ServerSettings, StudentSettings
 from retrain.settings import RetrainSettings
 from store.settings import StoreSettings
+from store.store import open_store
 
 ENV_PREFIX = "APPRENTICE_"
 MOVED_FROM_CANARY = ("confidence_floor", "student_timeout_s")
@@ -88,6 +91,7 @@ class Config(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     logbook: LogbookSettings = Field(default_factory=LogbookSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     students: StudentSettings = Field(default_factory=StudentSettings)
     routes: list[RouteConfig] = Field(default_factory=list)
 
@@ -108,10 +112,16 @@ class Config(_Strict):
         known = ", ".join(r.name for r in self.routes) or "none"
         raise ConfigError(f"Unknown route {name!r}; configured routes: {known}.")
 
+    @property
+    def shared_dir(self) -> Path:
+        """Where this process reads and writes the shared files (segments, datasets,
+        students): the store's directory, or its local mirror of an object store."""
+        return open_store(self.store, self.data_dir).root
+
     def proxy_settings(self) -> ProxySettings:
         """What the proxy is configured with."""
         return ProxySettings(
-            data_dir=self.data_dir,
+            data_dir=self.shared_dir,
             server=self.server,
             students=self.students,
             routes=[route.proxy_settings() for route in self.routes],
@@ -221,6 +231,7 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
         "server": ServerSettings,
         "logbook": LogbookSettings,
         "store": StoreSettings,
+        "cluster": ClusterSettings,
         "students": StudentSettings,
     }
     for name, value in env.items():

@@ -72,6 +72,7 @@ def create_app(settings: ProxySettings, metrics: Metrics, backends: BackendsFact
     )
     for module in (feedback, health, admin, admin_canary, admin_jobs):
         app.include_router(module.router)
+    app.include_router(admin_canary.cluster_router)
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
