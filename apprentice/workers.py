@@ -129,7 +129,8 @@ class Supervisor:
                 self._due[index] = now + pause
                 log.error("worker %d (pid %d) exited with %s; starting it again in %g s",
                           index, proc.pid, code, pause)  # fmt: skip
-            elif now >= self._due.pop(index):
+            elif now >= self._due[index]:
+                del self._due[index]
                 self._start(index)
 
     def _forget(self, pid: int) -> None:
@@ -145,6 +146,8 @@ class Supervisor:
                 proc.send_signal(signal.SIGTERM)
         failed = False
         for index, proc in self.procs.items():
+            if index in self._due:  # died earlier (logged then), waiting to be started again
+                continue
             code = proc.wait()
             if code not in (0, -signal.SIGTERM):
                 log.error("worker %d stopped with %s", index, code)
