@@ -57,6 +57,19 @@ def _store(cfg: Config) -> Store:
     return open_store(cfg.store, cfg.data_dir)
 
 
+def _pulled(cfg: Config) -> Store:
+    """The shared store with segments, datasets and students readable under its root; exits
+    with one sentence when it cannot be reached."""
+    from apprentice.jobs import pulled_store
+    from store.store import StoreError
+
+    try:
+        return pulled_store(cfg)
+    except StoreError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
 def _warn_skipped(skipped: list[dict[str, str]]) -> None:
     """One line on stderr when unreadable segment files were left out."""
     if skipped:
@@ -197,15 +210,19 @@ def curate(
     """Curate the route's sealed log into the next dataset version (works beside `serve`)."""
     from curation.job import NoRowsError, run_curation
     from curation.report import render_report, result_to_json
+    from store.store import StoreError
 
     cfg = _config(config)
     route_cfg = _route(cfg, route)
+    store = _pulled(cfg)
     try:
         result = run_curation(
-            cfg.data_dir, route, route_cfg.curation, task=task, since=since,
+            store.root, route, route_cfg.curation, task=task, since=since,
             progress=not as_json,
         )  # fmt: skip
-    except NoRowsError as exc:
+        if result.status == "written" and result.path is not None:
+            store.push_tree(result.path, exclusive=True)
+    except (NoRowsError, StoreError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     _warn_skipped(result.skipped_segments)
@@ -229,18 +246,21 @@ def retrain(
     """Train, evaluate and gate a student on a dataset version, and register it."""
     from retrain.job import run_retrain
     from retrain.schedule import RetrainBusy
+    from store.store import StoreError
 
     cfg = _config(config)
     route_cfg = _route(cfg, route)
     if method not in (None, "lora", "full"):
         err.print("[red]error:[/red] --method must be lora or full.")
         raise typer.Exit(2)
+    store = _pulled(cfg)
     try:
         result = run_retrain(
-            cfg.data_dir, route, route_cfg.retrain, dataset_version=dataset, base=base,
+            store.root, route, route_cfg.retrain, dataset_version=dataset, base=base,
             method=method, progress=not as_json,
         )  # fmt: skip
-    except (RetrainBusy, FileNotFoundError, ValueError) as exc:
+        store.push_tree(result.path, exclusive=True)
+    except (RetrainBusy, FileNotFoundError, ValueError, StoreError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     summary = {
@@ -276,11 +296,12 @@ def students_list(
     from retrain.students import list_students
 
     cfg = _config(config)
-    students = list_students(cfg.data_dir, route)
+    root = _pulled(cfg).root
+    students = list_students(root, route)
     if as_json:
         _print_json([s.as_dict() for s in students])
         return
-    table = Table(title=f"students in {cfg.data_dir}")
+    table = Table(title=f"students in {root}")
     for col in ("route", "version", "status", "exact match", "dataset", "method", "created"):
         table.add_column(col)
     for s in students:
@@ -302,7 +323,7 @@ def students_show(
 
     cfg = _config(config)
     try:
-        shown = show_student(cfg.data_dir, route, int(version.removeprefix("v")))
+        shown = show_student(_pulled(cfg).root, route, int(version.removeprefix("v")))
     except (FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

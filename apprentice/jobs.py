@@ -15,6 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from apprentice.config import Config, config_from_dict, offline_defaults
+from store.store import Store, open_store
+
+READ = ("segments", "feedback")  # what curation reads, every replica's
+TREES = ("datasets", "students")  # finished folders: curation, retrain and serving read them
+
+
+def pulled_store(config: Config) -> Store:
+    """The shared store, with what curation and retrain read made readable under its root
+    (nothing to move for a directory; an object store fills its mirror). StoreUnavailable
+    when it cannot be reached."""
+    store = open_store(config.store, config.data_dir)
+    for prefix in READ:
+        store.pull(prefix)
+    for prefix in TREES:
+        store.pull_trees(prefix)
+    return store
 
 
 def job_config_json(config: Config) -> str:
@@ -42,18 +58,22 @@ def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str
     from retrain.job import run_retrain
 
     route = config.route(route_name)
+    store = pulled_store(config)  # every replica's segments, not only this one's
     try:
-        curated = run_curation(config.data_dir, route.name, route.curation, progress=progress)
+        curated = run_curation(store.root, route.name, route.curation, progress=progress)
     except NoRowsError as exc:
         return {"curation": {"status": "no_rows", "message": str(exc)}, "retrain": None}
+    if curated.status == "written" and curated.path is not None:
+        store.push_tree(curated.path, exclusive=True)
     out: dict[str, Any] = {"curation": result_to_json(curated)}
     if curated.status not in ("written", "up_to_date") or curated.version is None:
         out["retrain"] = None
         return out
     trained = run_retrain(
-        config.data_dir, route.name, route.retrain, dataset_version=curated.version,
+        store.root, route.name, route.retrain, dataset_version=curated.version,
         progress=progress,
     )  # fmt: skip
+    store.push_tree(trained.path, exclusive=True)  # published: every replica may load it now
     out["retrain"] = {
         "version": trained.version,
         "status": trained.status,

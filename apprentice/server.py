@@ -24,7 +24,7 @@ from typing import Any
 import uvicorn
 
 from apprentice.config import Config
-from apprentice.jobs import job_command
+from apprentice.jobs import READ, TREES, job_command
 from canary.controller import Transition
 from canary.loop import LEASE, CanaryLoop
 from canary.store import history, load_snapshots
@@ -39,11 +39,12 @@ from proxy.connections import guarded_protocol
 from proxy.routing import Traffic
 from proxy.state import Backends
 from retrain.scheduler import Scheduler
-from store.store import open_store
+from store.store import Store, StoreUnavailable, open_store
 
 log = logging.getLogger("apprentice.server")
 CANARY_TICK_S = 1.0  # how often the canary loop looks for due intervals and new students
 SCHEDULE_TICK_S = 2.0  # how often the scheduler looks at each route's new rows
+STORE_PULL_S = 10.0  # how often an object store's new students and datasets are mirrored
 
 
 def create_app(
@@ -104,9 +105,17 @@ async def backends(config: Config, metrics: Metrics, replica: str) -> AsyncItera
 
             async def schedule() -> None:
                 if canary.leading:  # one replica runs the schedule: the leader
+                    if store.remote:  # it counts every replica's sealed rows
+                        await asyncio.to_thread(_pull, store, READ, store.pull)
                     await scheduler.tick()
 
             loops.append(asyncio.create_task(tick_until(stop, SCHEDULE_TICK_S, schedule)))
+        if store.remote:  # students and datasets other replicas published reach the mirror
+
+            async def mirror() -> None:
+                await asyncio.to_thread(_pull, store, TREES, store.pull_trees)
+
+            loops.append(asyncio.create_task(tick_until(stop, STORE_PULL_S, mirror)))
         jobs = ServerJobs(config, logbook, scheduler, scheduling, canary, store.root)
         yield Backends(logbook=logbook, traffic=traffic, canary=canary, drift=drift, jobs=jobs)
     finally:
@@ -120,6 +129,14 @@ async def backends(config: Config, metrics: Metrics, replica: str) -> AsyncItera
         await canary.step_down()
         await logbook.close()
         control.close()
+
+
+def _pull(store: Store, prefixes: tuple[str, ...], pull: Callable[[str], object]) -> None:
+    try:
+        for prefix in prefixes:
+            pull(prefix)
+    except StoreUnavailable as exc:  # serving goes on with what the mirror has
+        log.warning("store: %s; trying again later", exc)
 
 
 def _legacy_canary(con: Any) -> dict[str, tuple[dict[str, Any], list[Transition]]]:
