@@ -7,6 +7,9 @@ not move between versions). Eval takes, in this order, every unit that holds a r
 or group that was in eval in an earlier version, then units by ascending hash until it holds
 at least `eval_share` of the rows and `eval_min_rows` (never more than half of them). A fixed
 hash order means the same units are picked again next time, as far as sizes allow.
+
+Rows of the novel slice (`curation.novel`) go to eval with their whole unit, before all
+others; the in-distribution share is counted on top of them.
 """
 
 from __future__ import annotations
@@ -31,20 +34,31 @@ class PriorEval:
     request_ids: frozenset[str] = frozenset()
     sessions: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
+    novel_keys: frozenset[str] = frozenset()  # span groups held out of train (curation.novel)
 
 
 def split_pairs(
-    pairs: list[Pair], settings: CurationSettings, prior: PriorEval = PriorEval()
+    pairs: list[Pair],
+    settings: CurationSettings,
+    prior: PriorEval = PriorEval(),
+    novel: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[list[Pair], list[Pair], StageReport]:
-    """(train, eval, report): split by unit so no session or prompt family crosses sides."""
+    """(train, eval, report): split by unit so no session or prompt family crosses sides;
+    the units of `novel` request ids go to eval first."""
     unit = _units(pairs)
     unit_rows: dict[int, list[int]] = {}
     for i, u in enumerate(unit):
         unit_rows.setdefault(int(u), []).append(i)
     forced = {u for u, rows in unit_rows.items() if any(_was_eval(pairs[i], prior) for i in rows)}
+    held = {u for u, rows in unit_rows.items() if any(pairs[i].request_id in novel for i in rows)}
     n = len(pairs)
-    target = min(max(math.ceil(settings.eval_share * n), settings.eval_min_rows), n // 2)
-    chosen = set(forced)
+    # Rows that share a unit with a novel row come along into eval (no session crosses
+    # sides); they count towards the in-distribution share, which the rest then tops up.
+    novel_rows = sum(p.request_id in novel for p in pairs)
+    rest = n - novel_rows
+    target = min(max(math.ceil(settings.eval_share * rest), settings.eval_min_rows), rest // 2)
+    target += novel_rows
+    chosen = forced | held
     size = sum(len(unit_rows[u]) for u in chosen)
     order = sorted(unit_rows, key=lambda u: min(_unit_key(pairs[i]) for i in unit_rows[u]))
     for u in order:
