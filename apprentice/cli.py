@@ -164,6 +164,7 @@ def retrain(
     as_json: JsonOption = False,
 ) -> None:
     """Train, evaluate and gate a student on a dataset version, and register it."""
+    from apprentice.jobs import relabeler
     from retrain.job import run_retrain
     from retrain.schedule import RetrainBusy
 
@@ -175,7 +176,7 @@ def retrain(
     try:
         result = run_retrain(
             cfg.data_dir, route, route_cfg.retrain, dataset_version=dataset, base=base,
-            method=method, progress=not as_json,
+            method=method, progress=not as_json, relabel=relabeler(route_cfg),
         )  # fmt: skip
     except (RetrainBusy, FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -185,6 +186,11 @@ def retrain(
         "passed": result.passed, "reasons": result.reasons, "path": str(result.path),
         "dataset_version": result.dataset_version, "metrics": result.metrics,
         "base_metrics": result.base_metrics, "train_seconds": result.train_seconds,
+        "slices": {k: {m: v for m, v in s.items() if m not in ("worst", "held_out")}
+                   for k, s in result.slices.items()},
+        "cascade": {k: result.cascade.get(k) for k in ("signal", "threshold", "coverage",
+                                                       "agreement", "slices")},
+        "augment": result.augment,
     }  # fmt: skip
     if as_json:
         _print_json(summary)

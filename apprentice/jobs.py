@@ -12,9 +12,12 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apprentice.config import Config, config_from_dict, offline_defaults
+from apprentice.config import Config, RouteConfig, config_from_dict, offline_defaults
+
+if TYPE_CHECKING:
+    from retrain.augment import Relabel
 
 
 def job_config_json(config: Config) -> str:
@@ -35,6 +38,23 @@ def job_command(config: Config) -> Callable[[str], list[str]]:
     return command
 
 
+def relabeler(route: RouteConfig) -> Relabel | None:
+    """The teacher for `augment.relabel = "teacher"`, or None when the route copies labels or
+    this process does not hold the teacher's key (a job child gets the config with its
+    secrets masked, and then copies labels)."""
+    from retrain.relabel import TeacherRelabel
+
+    if route.retrain.augment.relabel != "teacher":
+        return None
+    key = route.teacher_api_key.get_secret_value() if route.teacher_api_key else None
+    if key is not None and (key.startswith("<unset ") or set(key) == {"*"}):
+        return None
+    return TeacherRelabel(
+        route.teacher, key, route.teacher_api_base, route.input_cost_per_mtok,
+        route.output_cost_per_mtok,
+    )  # fmt: skip
+
+
 def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str, Any]:
     """Curate the route's new rows, then train and register a student on the new dataset."""
     from curation.job import NoRowsError, run_curation
@@ -52,7 +72,7 @@ def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str
         return out
     trained = run_retrain(
         config.data_dir, route.name, route.retrain, dataset_version=curated.version,
-        progress=progress,
+        progress=progress, relabel=relabeler(route),
     )  # fmt: skip
     out["retrain"] = {
         "version": trained.version,
@@ -61,6 +81,7 @@ def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str
         "reasons": trained.reasons,
         "metrics": trained.metrics,
         "train_seconds": trained.train_seconds,
+        "augment": trained.augment,
     }
     return out
 
