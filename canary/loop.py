@@ -284,14 +284,19 @@ class CanaryLoop:
             self.drift.set_reference(name, None)
 
     def _publish_student(self, name: str) -> None:
-        """apprentice_student_info: the student the route serves or shadows, if any."""
+        """apprentice_student_info: the student the route serves or shadows, if any; and the
+        coverage and agreement its eval predicts for its cascade rule."""
         ctl = self.controllers[name]
         version = ctl.candidate if ctl.state in ACTIVE else ctl.current
         info = None if version is None else self._student(name, version)
         if info is None:
             self.metrics.clear_student(name)
-        else:
-            self.metrics.set_student(name, info.name, info.base)
+            self.metrics.clear_cascade(name)
+            return
+        self.metrics.set_student(name, info.name, info.base)
+        rule = students.read_cascade(info.path)
+        coverage, agreement = (rule.coverage, rule.agreement) if rule else (None, None)
+        self.metrics.set_predicted_cascade(name, info.name, coverage, agreement)
 
 
 def _number(version: str) -> int:

@@ -2,7 +2,9 @@
 
 The client has its answer before the student is asked. The pair (teacher answer, student
 answer, both latencies, exact match and token F1 as in the retrain evaluation) is logged as a
-student row carrying the teacher row's `shadow_pair_id`, and counted by verdict.
+student row carrying the teacher row's `shadow_pair_id`, and counted by verdict. Whether the
+student's cascade rule would have served its answer is recorded too (`proxy.cascade`): the
+live coverage and agreement that eval predicted.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import orjson
 
 from proxy.exchange import Exchange, build_row
+from proxy.serving import fallback_reason
 from proxy.sse import reassemble
 from proxy.state import ProxyState, new_request_id
 from proxy.student_protocol import StudentError
@@ -70,6 +73,11 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
         agree = exact_match(student_text, teacher_text)
         tags |= {"exact_match": agree, "token_f1": token_f1(student_text, teacher_text)}
         verdict = "agree" if agree else "disagree"
+        assert result is not None
+        rule = state.cascade.rule(route, version)
+        served = fallback_reason(result, payload, route.confidence_floor, rule) is None
+        tags["cascade_served"] = served
+        state.cascade.record(route.name, version, served, agree)
     tags["verdict"] = verdict
     state.metrics.shadow_comparisons.labels(route.name, verdict).inc()
     state.router.traffic[route.name].compared(verdict)
