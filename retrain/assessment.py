@@ -12,6 +12,7 @@ and `eval_json` into the student's ``eval.json``::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,3 +86,16 @@ def eval_json(
             assessment.calibration, assessment.answers, settings.target_agreement
         ),
     }
+
+
+def evaluation_items(assessment: Assessment) -> list[dict[str, Any]]:
+    """Every eval answer's slice, verdict and confidence signals (eval_items.jsonl)."""
+    return [
+        {
+            "prompt": a.key,
+            "slice": a.slice,
+            "exact_match": a.correct,
+            "signals": {k: (None if math.isinf(v) else v) for k, v in a.signals.items()},
+        }
+        for a in assessment.answers
+    ]

@@ -25,10 +25,10 @@ from curation.dataset import dataset_versions
 from curation.dataset import read_manifest as read_dataset_manifest
 from retrain import examples as ex
 from retrain import models, registry, students
-from retrain.assessment import Assessment, assess, eval_json
+from retrain.assessment import Assessment, assess, eval_json, evaluation_items
 from retrain.augment import Augmented, Relabel, augment, replace_span, user_text
 from retrain.evaluation import EvalReport, evaluate
-from retrain.report import metrics_table, plot_cascade, plot_training
+from retrain.report import plot_cascade, plot_training, run_summary
 from retrain.schedule import route_lock
 from retrain.settings import RetrainSettings
 from retrain.tiny_base import build_tiny_base
@@ -183,7 +183,7 @@ def _run(
     _write_outputs(staging, manifest, evaluation, assessment, result, route, number)
     path = registry.publish(staging)
     # stderr: stdout stays free for a caller's --json output.
-    print(_summary(route, number, status, verdict.reasons, manifest), file=sys.stderr)
+    print(run_summary(route, number, status, verdict.reasons, manifest), file=sys.stderr)
     return RetrainResult(
         route=route,
         version=number,
@@ -370,43 +370,9 @@ def _write_outputs(
 ) -> None:
     students.write_json(staging / "eval.json", evaluation)
     with (staging / "eval_items.jsonl").open("w") as items:
-        for answer in evaluation_items(manifest, assessment):
+        for answer in evaluation_items(assessment):
             items.write(json.dumps(answer) + "\n")
     students.write_json(staging / "history.json", result.history)
     plot_training(result.history, staging / "training.png", f"{route} v{number}")
     plot_cascade(evaluation["cascade"], staging / "cascade.png", f"{route} v{number}")
     students.write_json(staging / "manifest.json", manifest)
-
-
-def evaluation_items(manifest: dict[str, Any], assessment: Assessment) -> list[dict[str, Any]]:
-    """Every eval answer's slice, verdict and confidence signals (eval_items.jsonl)."""
-    return [
-        {"prompt": a.key, "slice": a.slice, "exact_match": a.correct,
-         "signals": {k: (None if v == float("-inf") else v) for k, v in a.signals.items()}}
-        for a in assessment.answers
-    ]  # fmt: skip
-
-
-def _summary(
-    route: str, number: int, status: str, reasons: list[str], manifest: dict[str, Any]
-) -> str:
-    head = f"student {route} v{number}: {status}"
-    if reasons:
-        head += " (" + "; ".join(reasons) + ")"
-    slices = {f"{k}": v for k, v in manifest["slices"].items() if v.get("n")}
-    lines = [head, metrics_table(manifest["metrics"]), metrics_table(slices)]
-    note = manifest["slices"].get("novel", {}).get("note")
-    if note:
-        lines.append(f"novel slice: {note}")
-    c = manifest["cascade"]
-    if c.get("threshold") is None:
-        lines.append(f"cascade: no threshold reaches agreement {c['target_agreement']}; the "
-                     "student serves nothing until it is better")  # fmt: skip
-    elif c.get("coverage") is not None:
-        agreement = "-" if c["agreement"] is None else f"{c['agreement']:.3f}"
-        lines.append(
-            f"cascade: serve when {c['signal']} >= {c['threshold']:.4f}; cross-validated "
-            f"coverage {c['coverage']:.3f}, agreement {agreement} (target "
-            f"{c['target_agreement']})"
-        )
-    return "\n".join(lines)

@@ -88,3 +88,30 @@ def plot_cascade(cascade: dict[str, Any], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def run_summary(
+    route: str, number: int, status: str, reasons: list[str], manifest: dict[str, Any]
+) -> str:
+    """What a retrain run prints: the verdict, the metrics of each model and slice, the
+    cascade's rule and prediction."""
+    head = f"student {route} v{number}: {status}"
+    if reasons:
+        head += " (" + "; ".join(reasons) + ")"
+    slices = {f"{k}": v for k, v in manifest["slices"].items() if v.get("n")}
+    lines = [head, metrics_table(manifest["metrics"]), metrics_table(slices)]
+    note = manifest["slices"].get("novel", {}).get("note")
+    if note:
+        lines.append(f"novel slice: {note}")
+    c = manifest["cascade"]
+    if c.get("threshold") is None:
+        lines.append(f"cascade: no threshold reaches agreement {c['target_agreement']}; the "
+                     "student serves nothing until it is better")  # fmt: skip
+    elif c.get("coverage") is not None:
+        agreement = "-" if c["agreement"] is None else f"{c['agreement']:.3f}"
+        lines.append(
+            f"cascade: serve when {c['signal']} >= {c['threshold']:.4f}; cross-validated "
+            f"coverage {c['coverage']:.3f}, agreement {agreement} (target "
+            f"{c['target_agreement']})"
+        )
+    return "\n".join(lines)
