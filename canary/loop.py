@@ -81,6 +81,7 @@ class CanaryLoop:
         self._pending: list[_Pending] = []
         self._reference_of: dict[str, str | None] = {}
         self._retrain_asked: dict[str, str | None] = {}
+        self._rules: dict[tuple[str, str], students.CascadeRule | None] = {}
 
     async def open(self) -> None:
         """Restore each route's canary from the logbook (state survives restarts)."""
@@ -137,6 +138,7 @@ class CanaryLoop:
             self.traffic.interval(name),
             drift_scores=dict(report.scores) if report else {},
             drift_act={},  # candidates: only canary.max_drift applies (see _act_on_drift)
+            calibrated=ctl.candidate is not None and self._rule(name, ctl.candidate) is not None,
         )
         decision = ctl.evaluate(stats)
         if decision.action != "none":
@@ -283,6 +285,13 @@ class CanaryLoop:
             log.error("drift reference of %s %s unusable: %s", name, version, exc)
             self.drift.set_reference(name, None)
 
+    def _rule(self, name: str, version: str) -> students.CascadeRule | None:
+        """A student's calibrated cascade rule (eval.json never changes once published)."""
+        if (name, version) not in self._rules:
+            path = students.student_dir(self.data_dir, name, _number(version))
+            self._rules[(name, version)] = students.read_cascade(path)
+        return self._rules[(name, version)]
+
     def _publish_student(self, name: str) -> None:
         """apprentice_student_info: the student the route serves or shadows, if any; and the
         coverage and agreement its eval predicts for its cascade rule."""
@@ -294,7 +303,7 @@ class CanaryLoop:
             self.metrics.clear_cascade(name)
             return
         self.metrics.set_student(name, info.name, info.base)
-        rule = students.read_cascade(info.path)
+        rule = self._rule(name, info.name)
         coverage, agreement = (rule.coverage, rule.agreement) if rule else (None, None)
         self.metrics.set_predicted_cascade(name, info.name, coverage, agreement)
 

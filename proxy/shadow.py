@@ -80,7 +80,10 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
         state.cascade.record(route.name, version, served, agree)
     tags["verdict"] = verdict
     state.metrics.shadow_comparisons.labels(route.name, verdict).inc()
-    state.router.traffic[route.name].compared(verdict)
+    # The canary judges what a client would get: an answer the cascade defers is the
+    # teacher's own, so it agrees.
+    client_gets = "agree" if tags.get("cascade_served") is False else verdict
+    state.router.traffic[route.name].compared(client_gets)
     if state.drift is not None:
         state.drift.observe_shadow(route.name, verdict)
         if student_text is not None:
