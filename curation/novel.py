@@ -9,7 +9,8 @@ to eval as the `novel` slice, and no train row names them. The rest of eval is t
 
 Groups are picked in a fixed hash order (the same groups again next version, as far as sizes
 allow), groups held out by an earlier version first, until the slice holds `novel_share` of the
-rows, never more than `novel_max_share`. A group must recur (two rows or more): a value seen
+rows, never more than `novel_max_share` (an earlier group that grew past it is let go; its
+earlier eval rows stay in eval by the split's own rule). A group must recur (two rows or more): a value seen
 once is unseen in train wherever it lands, so holding it out shows nothing. When the route has
 too few recurring rare spans for `novel_min_rows` rows, there is no novel slice and the
 manifest says why.
@@ -92,9 +93,10 @@ def hold_out_novel(
     for key in order:
         if len(held) >= target and key not in prior_keys:
             break
-        new = rows_of[key] - held
-        if key not in prior_keys and len(held) + len(new) > cap:
-            continue  # too big a group for the slice: another may fit
+        if len(held) + len(rows_of[key] - held) > cap:
+            # Too big for the slice (an earlier version's group too: a name that became common
+            # would take ever more rows out of train); another may fit.
+            continue
         chosen.append(key)
         held |= rows_of[key]
     if len(held) < settings.novel_min_rows:

@@ -53,3 +53,14 @@ def test_too_few_rare_spans_means_no_novel_slice_and_says_why() -> None:
     assert novel.note is not None and novel.note.startswith("too few rare spans")
     off, _ = hold_out_novel(pairs(), CurationSettings(novel_share=0))
     assert off.request_ids == set() and off.note == "no novel slice: novel_share is 0"
+
+
+def test_an_earlier_group_that_grew_too_big_is_let_go() -> None:
+    rows = pairs()
+    common = "name:bo"  # every tenth row names Bo: 10% of rows
+    kept, _ = hold_out_novel(rows, CurationSettings(novel_max_share=0.15), frozenset({common}))
+    assert common in {h.key for h in kept.held_out}
+    small = CurationSettings(novel_share=0.02, novel_max_share=0.05)
+    let_go, _ = hold_out_novel(rows, small, frozenset({common}))
+    assert common not in {h.key for h in let_go.held_out}
+    assert len(let_go.request_ids) <= 0.05 * len(rows)
