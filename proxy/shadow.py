@@ -21,7 +21,7 @@ from proxy.exchange import Exchange, build_row
 from proxy.serving import fallback_reason
 from proxy.sse import reassemble
 from proxy.state import ProxyState, new_request_id
-from proxy.student_protocol import StudentError
+from proxy.student_protocol import StudentError, StudentResult
 from retrain.students import exact_match, token_f1
 
 log = logging.getLogger("apprentice.shadow")
@@ -74,10 +74,7 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
         tags |= {"exact_match": agree, "token_f1": token_f1(student_text, teacher_text)}
         verdict = "agree" if agree else "disagree"
         assert result is not None
-        rule = state.cascade.rule(route, version)
-        served = fallback_reason(result, payload, route.confidence_floor, rule) is None
-        tags["cascade_served"] = served
-        state.cascade.record(route.name, version, served, agree)
+        tags["cascade_served"] = _cascade_record(state, teacher, version, result, agree)
     tags["verdict"] = verdict
     state.metrics.shadow_comparisons.labels(route.name, verdict).inc()
     # The canary judges what a client would get: an answer the cascade defers is the
@@ -101,6 +98,19 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
         tags=tags, shadow=True,
     )  # fmt: skip
     state.logbook.submit(build_row(shadow, state.pricer))
+
+
+def _cascade_record(
+    state: ProxyState, teacher: Exchange, version: str, result: StudentResult, agree: bool
+) -> bool:
+    """Whether the student's answer would have been served (its cascade rule, the floor, the
+    JSON check), recorded for the live coverage and agreement."""
+    route = teacher.route
+    rule = state.cascade.rule(route, version)
+    payload = teacher.payload | {"stream": False}
+    served = fallback_reason(result, payload, route.confidence_floor, rule) is None
+    state.cascade.record(route.name, version, served, agree)
+    return served
 
 
 def teacher_answer(exchange: Exchange) -> str | None:

@@ -155,17 +155,7 @@ def _synthetic(
     replaced = 0
     for span in spans:
         substitute = _substitute(span, vocabulary, unseen, settings.vocabulary, rng)
-        if substitute is None:
-            continue
-        changed = False
-        for message in messages:
-            if message.get("role") in ("system", "developer"):
-                continue
-            if isinstance(message.get("content"), str):
-                new = replace_span(message["content"], span.text, substitute)
-                changed |= new != message["content"]
-                message["content"] = new
-        if changed:
+        if substitute is not None and _replace_in_prompt(messages, span.text, substitute):
             answer_text = replace_span(answer_text, span.text, substitute)
             replaced += 1
             out.kinds[span.kind] += 1
@@ -185,6 +175,19 @@ def _synthetic(
         "slice": None,
         "synthetic": True,
     }
+
+
+def _replace_in_prompt(messages: list[dict[str, Any]], span: str, substitute: str) -> bool:
+    """Replace `span` in every non-system message; False when it occurs in none."""
+    changed = False
+    for message in messages:
+        if message.get("role") in ("system", "developer"):
+            continue
+        if isinstance(message.get("content"), str):
+            new = replace_span(message["content"], span, substitute)
+            changed |= new != message["content"]
+            message["content"] = new
+    return changed
 
 
 def _relabel(

@@ -228,6 +228,10 @@ def generate_scored(
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos = tokenizer.eos_token_id
+    # Every id that ends an answer, as the proxy's decoder stops on them (a real base's
+    # generation config may name more than the tokenizer's EOS).
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    stops = {eos, *(configured if isinstance(configured, list) else [configured])} - {None}
     out: list[Generated] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
@@ -236,14 +240,14 @@ def generate_scored(
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
         result = model.generate(
             input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
-            pad_token_id=pad, eos_token_id=eos, repetition_penalty=1.0,
+            pad_token_id=pad, eos_token_id=sorted(stops), repetition_penalty=1.0,
             output_logits=True, return_dict_in_generate=True,
         )  # fmt: skip
         steps = torch.stack(result.logits, dim=1).float().log_softmax(-1)  # [batch, steps, vocab]
         for b, row in enumerate(result.sequences[:, width:].tolist()):
             tokens, logprobs, kept = [], [], []
             for t, token_id in enumerate(row):
-                if token_id == eos or t >= steps.shape[1]:
+                if token_id in stops or t >= steps.shape[1]:
                     break
                 kept.append(token_id)
                 tokens.append(tokenizer.decode([token_id]))

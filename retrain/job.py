@@ -147,23 +147,13 @@ def _run(
     train_rows = ex.read_split(data_dir, route, dataset_version, "train")
     eval_rows = ex.read_split(data_dir, route, dataset_version, "eval")
     novel_info = _novel_info(data_dir, route, dataset_version)
-    log.info(
-        "route %s dataset v%d: %d train, %d eval rows",
-        route,
-        dataset_version,
-        len(train_rows),
-        len(eval_rows),
-    )
+    log.info("route %s dataset v%d: %d train, %d eval rows", route, dataset_version,
+             len(train_rows), len(eval_rows))  # fmt: skip
     start = _starting_point(data_dir, route, settings, train_rows, progress, novel_info)
     start.synthetic = augment(train_rows, eval_rows, settings.augment, settings.seed, relabel)
     log.info("augmentation: %s", start.synthetic.counts(settings.augment))
     model, tokenizer = models.load_base(start.base_path)
-    base_report = _evaluate(model, tokenizer, eval_rows, settings)
-    current_report = None
-    if start.current is not None:
-        cur_model, cur_tok = students.load_student(start.current.path)
-        current_report = _evaluate(cur_model, cur_tok, eval_rows, settings)
-        del cur_model
+    base_report, current_report = _floors(model, tokenizer, eval_rows, settings, start)
     model, result = _train_and_save(
         model, tokenizer, train_rows, eval_rows, settings, start, staging
     )
@@ -204,6 +194,23 @@ def _run(
 
 
 CASCADE_SUMMARY = ("signal", "threshold", "target_agreement", "coverage", "agreement", "slices")
+
+
+def _floors(
+    model: Any,
+    tokenizer: Any,
+    eval_rows: list[dict[str, Any]],
+    settings: RetrainSettings,
+    start: _Start,
+) -> tuple[EvalReport, EvalReport | None]:
+    """The untrained base's eval (the floor) and the current student's (the bar to beat)."""
+    base_report = _evaluate(model, tokenizer, eval_rows, settings)
+    if start.current is None:
+        return base_report, None
+    cur_model, cur_tok = students.load_student(start.current.path)
+    current_report = _evaluate(cur_model, cur_tok, eval_rows, settings)
+    del cur_model
+    return base_report, current_report
 
 
 def _without_worst(section: dict[str, Any]) -> dict[str, Any]:
