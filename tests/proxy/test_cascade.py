@@ -156,3 +156,34 @@ def test_live_coverage_and_agreement_stand_beside_the_prediction(
     assert (predicted, agreement) == (0.625, 0.75)  # what its eval.json says
     assert sum(pairs.values()) == len(ASKED)
     assert pairs[("served", "agree")] + pairs[("served", "disagree")] == live * len(ASKED)
+
+
+def test_the_live_record_keeps_each_students_latest_pairs(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from monitoring.metrics import Metrics
+    from proxy import cascade as cascade_module
+    from proxy.cascade import Cascade
+
+    metrics = Metrics(CollectorRegistry())
+    live = Cascade(tmp_path, metrics)
+    window = cascade_module.WINDOW
+    for i in range(window + 10):  # the first ten fall out of the window
+        live.record("r", "v2", served=i >= 10 and i % 2 == 0, agree=i % 4 == 0)
+    labels = {"route": "r", "version": "v2"}
+
+    def gauge(name: str, **more: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels | more)
+
+    assert gauge("apprentice_cascade_live_pairs") == window
+    assert gauge("apprentice_cascade_coverage_ratio", source="live") == 0.5
+    assert gauge("apprentice_cascade_agreement_ratio", source="live") == 0.5
+    metrics.set_predicted_cascade("r", "v3", 0.9, 0.99)  # a new student: v2's series go
+    assert gauge("apprentice_cascade_live_pairs") is None
+    assert (
+        metrics.registry.get_sample_value(
+            "apprentice_cascade_coverage_ratio",
+            {"route": "r", "version": "v3", "source": "predicted"},
+        )
+        == 0.9
+    )
