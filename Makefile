@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install install-dev lint typecheck pytest bench clean
+.PHONY: demo test install install-dev prometheus postgresql node-clients lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,7 +37,38 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-pytest: install-dev
+# Debian's Prometheus (promtool and the server) for the rule and dashboard tests: installed
+# when missing and this runs as root with apt; otherwise those tests skip and say what to run.
+prometheus:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	    pkill -x prometheus || true; \
+	  else \
+	    echo "note: promtool and prometheus are missing: 'sudo apt-get install prometheus' runs the Prometheus tests"; \
+	  fi; \
+	fi
+
+# Debian's PostgreSQL (initdb, postgres) for the control plane tests, which start their own
+# server: installed when missing and this runs as root with apt; otherwise those tests skip.
+postgresql:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "note: PostgreSQL is missing: 'sudo apt-get install postgresql' runs the control plane tests"; \
+	  fi; \
+	fi
+
+# The Vercel AI SDK for the Node client test, when npm is here (else that test says what to run).
+tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd tests/node && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "note: npm is missing: the Node client test will skip"; fi
+
+node-clients: tests/node/node_modules/.package-lock.json
+
+pytest: install-dev prometheus postgresql node-clients
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
@@ -48,6 +79,8 @@ bench: install-dev
 	$(BIN)/python bench/curation_throughput.py
 	$(BIN)/python bench/student_latency.py
 	$(BIN)/python bench/distill_quality.py
+	$(BIN)/python bench/control_plane.py
+	$(BIN)/python bench/store_sync.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

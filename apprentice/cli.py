@@ -10,12 +10,15 @@ import json
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from apprentice.config import Config, ConfigError, RouteConfig, load_config, offline_defaults
+
+if TYPE_CHECKING:
+    from store.store import Store
 
 app = typer.Typer(
     name="apprentice",
@@ -47,6 +50,22 @@ def _config(path: Path, secrets_required: bool = False) -> Config:
         raise typer.Exit(2) from None
 
 
+def _store(cfg: Config) -> Store:
+    """The shared store the config names (contacted on first use, not here)."""
+    from store.store import open_store
+
+    return open_store(cfg.store, cfg.data_dir)
+
+
+def _warn_skipped(skipped: list[dict[str, str]]) -> None:
+    """One line on stderr when unreadable segment files were left out."""
+    if skipped:
+        from logbook.segments import Skipped, describe_skipped
+
+        files = [Skipped(Path(s["path"]), s["reason"]) for s in skipped]
+        err.print(f"[yellow]warning:[/yellow] {describe_skipped(files)}")
+
+
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -55,17 +74,47 @@ def _print_json(data: Any) -> None:
 def serve(
     config: ConfigOption = Path("apprentice.toml"),
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes on this host, behind one port: each its own logbook shard, "
+            "sharing the store and the control plane.",
+        ),
+    ] = 1,
+    worker: Annotated[str | None, typer.Option(hidden=True, help="<index>/<count>")] = None,
 ) -> None:
     """Run the proxy (and its capture, sealing and schedules) until SIGTERM/SIGINT."""
     from apprentice.server import serve as run_server
+    from apprentice.workers import Slot, Supervisor, metrics_dir, worker_command, worker_config
     from logbook.writer import LogbookLocked
 
     cfg = _config(config, secrets_required=True)
     if not cfg.routes:
         err.print("[red]error:[/red] the config has no [[routes]]; add one to proxy a teacher.")
         raise typer.Exit(2)
+    if workers > 1 and worker is None:
+        import logging
+
+        logging.basicConfig(level=log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+        supervisor = Supervisor(worker_command(config, log_level), cfg.data_dir, workers)
+        raise typer.Exit(supervisor.run())
+    slot = None
+    if worker is not None:
+        try:
+            slot = Slot.parse(worker)
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] --worker: {exc}")
+            raise typer.Exit(2) from None
+        home = cfg.data_dir
+        cfg = worker_config(cfg, slot)
     try:
-        run_server(cfg, log_level=log_level)
+        if slot is None:
+            run_server(cfg, log_level=log_level)
+        else:
+            run_server(cfg, log_level=log_level, slot=str(slot),
+                       metrics_dir=str(metrics_dir(home)))  # fmt: skip
     except LogbookLocked as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -75,8 +124,14 @@ def serve(
 def stats(config: ConfigOption = Path("apprentice.toml"), as_json: JsonOption = False) -> None:
     """Rows, routes, tokens, cost, who served them, per day (from sealed segments)."""
     from apprentice.stats import log_stats, render_stats
+    from store.store import StoreError
 
-    result = log_stats(_config(config).data_dir)
+    try:
+        result = log_stats(_store(_config(config)))
+    except StoreError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _warn_skipped(result["skipped_segments"])
     if as_json:
         _print_json(result)
     else:
@@ -101,6 +156,7 @@ def export(
 ) -> None:
     """Logged pairs (or a curated dataset) in OpenAI's fine-tuning JSONL format."""
     from apprentice.export import logged_pairs, write_jsonl
+    from logbook.segments import Skipped
 
     cfg = _config(config)
     try:
@@ -108,17 +164,23 @@ def export(
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    if dataset is not None:
-        from apprentice.export import dataset_pairs
+    from store.store import StoreError
 
-        examples = dataset_pairs(cfg.data_dir, route, dataset)
-    else:
-        examples = logged_pairs(cfg.data_dir, route)
+    skipped: list[Skipped] = []
+    store = _store(cfg)
     try:
+        if dataset is not None:
+            from apprentice.export import dataset_pairs
+
+            store.pull_trees(f"datasets/{route}")
+            examples = dataset_pairs(store.root, route, dataset)
+        else:
+            examples = logged_pairs(store, route, skipped)
         count = write_jsonl(examples, output)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StoreError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    _warn_skipped([s.as_dict() for s in skipped])
     err.print(f"exported {count} examples" + (f" to {output}" if output else ""))
 
 
@@ -146,6 +208,7 @@ def curate(
     except NoRowsError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    _warn_skipped(result.skipped_segments)
     if as_json:
         _print_json(result_to_json(result))
     else:

@@ -1,8 +1,10 @@
 """Configuration: one TOML file, validated with pydantic, secrets from the environment.
 
 This is the only module that reads the environment; it composes each stage's own settings
-model (`proxy.settings`, `logbook.settings`, `curation.settings`, `retrain.settings`,
-`canary.settings`, `monitoring.settings`), and each stage receives its part as arguments.
+model (`proxy.settings`, `logbook.settings`, `store.settings`, `cluster.settings`,
+`curation.settings`,
+`retrain.settings`, `canary.settings`, `monitoring.settings`), and each stage receives its part
+as arguments.
 
 - A value written as ``"env:NAME"`` is read from the environment variable NAME; a missing one
   is an error that names the key.
@@ -22,11 +24,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from canary.settings import CanarySettings
+from cluster.settings import ClusterSettings
 from curation.settings import CurationSettings
 from logbook.settings import LogbookSettings
 from monitoring.settings import DriftSettings
 from proxy.settings import ProxySettings, RouteSettings, ServerSettings, StudentSettings
 from retrain.settings import RetrainSettings
+from store.settings import StoreSettings
+from store.store import open_store
 
 ENV_PREFIX = "APPRENTICE_"
 MOVED_FROM_CANARY = ("confidence_floor", "student_timeout_s")
@@ -78,9 +83,15 @@ class RouteConfig(RouteSettings):
 
 
 class Config(_Strict):
-    data_dir: Path = Field(Path("./apprentice-data"), description="Logbook, datasets, students.")
+    data_dir: Path = Field(
+        Path("./apprentice-data"),
+        description="This replica's hot data (logbook, journal, spill); also the shared store "
+        "when [store] names none.",
+    )
     server: ServerSettings = Field(default_factory=ServerSettings)
     logbook: LogbookSettings = Field(default_factory=LogbookSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     students: StudentSettings = Field(default_factory=StudentSettings)
     routes: list[RouteConfig] = Field(default_factory=list)
 
@@ -101,10 +112,16 @@ class Config(_Strict):
         known = ", ".join(r.name for r in self.routes) or "none"
         raise ConfigError(f"Unknown route {name!r}; configured routes: {known}.")
 
+    @property
+    def shared_dir(self) -> Path:
+        """Where this process reads and writes the shared files (segments, datasets,
+        students): the store's directory, or its local mirror of an object store."""
+        return open_store(self.store, self.data_dir).root
+
     def proxy_settings(self) -> ProxySettings:
         """What the proxy is configured with."""
         return ProxySettings(
-            data_dir=self.data_dir,
+            data_dir=self.shared_dir,
             server=self.server,
             students=self.students,
             routes=[route.proxy_settings() for route in self.routes],
@@ -166,14 +183,30 @@ def config_from_dict(
     """Validate an already parsed config (tests and the demo build configs in code)."""
     env = os.environ if environ is None else environ
     merged = _apply_env_overrides(raw, env)
-    resolved = _resolve_secrets(merged, env, path="")
+    # Every command reads through the store (stats and curate too), so its keys are always
+    # required, even where the other secrets may stay unset.
+    store_env = env._env if isinstance(env, _PlaceholderEnv) else env
+    resolved = _resolve_secrets({k: v for k, v in merged.items() if k != "store"}, env, path="")
+    if "store" in merged:
+        resolved["store"] = _resolve_secrets(merged["store"], store_env, path="store")
     try:
         config = Config.model_validate(resolved)
     except ValidationError as exc:
         raise ConfigError(_one_sentence(exc, source)) from None
     if base_dir is not None and not config.data_dir.is_absolute():
         config = config.model_copy(update={"data_dir": (base_dir / config.data_dir).resolve()})
+    if base_dir is not None and (url := _relative_store_path(config.store)) is not None:
+        store = config.store.model_copy(update={"url": str((base_dir / url).resolve())})
+        config = config.model_copy(update={"store": store})
     return config
+
+
+def _relative_store_path(store: StoreSettings) -> Path | None:
+    """The store's directory when it is a relative path (resolved like data_dir)."""
+    if store.url is None or store.is_object_store or store.url.startswith("file://"):
+        return None
+    path = Path(store.url)
+    return None if path.is_absolute() else path
 
 
 def _resolve_secrets(value: Any, env: Mapping[str, str], path: str) -> Any:
@@ -197,6 +230,8 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
     sections: dict[str, type[BaseModel]] = {
         "server": ServerSettings,
         "logbook": LogbookSettings,
+        "store": StoreSettings,
+        "cluster": ClusterSettings,
         "students": StudentSettings,
     }
     for name, value in env.items():
@@ -231,7 +266,8 @@ def _one_sentence(exc: ValidationError, source: str) -> str:
         return f"Config error in {source}: unknown key {key!r}."
     if err["type"] == "missing":
         return f"Config error in {source}: {key} is required."
-    return f"Config error in {source}: {key}: {err['msg']}."
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"Config error in {source}: {key}: {message}."
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -8,12 +8,17 @@ from typing import Any
 
 import orjson
 
-from logbook.segments import open_segments
+from logbook.segments import Skipped, open_segments
+from store.store import Store
 
 
-def logged_pairs(data_dir: Path, route: str) -> Iterator[dict[str, Any]]:
-    """Successful, complete teacher answers of a route as fine-tuning examples, oldest first."""
-    con = open_segments(data_dir, route)
+def logged_pairs(
+    store: Store, route: str, skipped: list[Skipped] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Successful, complete teacher answers of a route as fine-tuning examples, oldest first,
+    from every replica's segments; unreadable segment files are left out and listed in
+    `skipped`."""
+    con = open_segments(store, route, skipped)
     result = con.execute(
         "SELECT request, response FROM requests WHERE route = ? AND outcome = 'ok' "
         "AND status = 200 AND NOT truncated AND served_by = 'teacher' ORDER BY seq",

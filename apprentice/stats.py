@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from rich.console import Group
 from rich.table import Table
 
-from logbook.segments import open_segments
+from logbook.segments import Skipped, open_segments
+from store.store import Store
 
 # Shadow answers are logged as student rows for comparison, but nobody was served by them.
 SERVED_BY = (
@@ -17,9 +17,11 @@ SERVED_BY = (
 )
 
 
-def log_stats(data_dir: Path) -> dict[str, Any]:
-    """Totals, per route and served_by, and per day, from sealed segments."""
-    con = open_segments(data_dir)
+def log_stats(store: Store) -> dict[str, Any]:
+    """Totals, per route and served_by, and per day, from every replica's sealed segments
+    (pulled from the store first; StoreUnavailable when it cannot be reached)."""
+    skipped: list[Skipped] = []
+    con = open_segments(store, skipped=skipped)
     sums = (
         "count(*) AS rows, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
         "coalesce(sum(completion_tokens), 0) AS completion_tokens, "
@@ -41,18 +43,19 @@ def log_stats(data_dir: Path) -> dict[str, Any]:
     )
     feedback = con.execute("SELECT count(*) FROM feedback").fetchone()
     return {
-        "data_dir": str(data_dir),
+        "store": store.describe(),
         "total": total[0],
         "feedback_rows": int(feedback[0]) if feedback else 0,
         "by_route": by_route,
         "by_day": by_day,
+        "skipped_segments": [s.as_dict() for s in skipped],
     }
 
 
 def render_stats(stats: dict[str, Any]) -> Group:
     """Rich tables of `log_stats` output."""
     total = stats["total"]
-    head = Table(title=f"apprentice log ({stats['data_dir']}, sealed segments)")
+    head = Table(title=f"apprentice log ({stats['store']}, sealed segments)")
     for col in ("rows", "routes", "prompt tokens", "completion tokens", "cost USD", "errors"):
         head.add_column(col, justify="right")
     head.add_row(

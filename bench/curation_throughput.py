@@ -116,7 +116,9 @@ def write_segments(data_dir: Path, rows: list[dict[str, Any]]) -> None:
         chunk = [
             {"seq": start + j + 1, **r} for j, r in enumerate(rows[start : start + SEGMENT_ROWS])
         ]
-        path = segment_path(data_dir, "requests", "bench", T0.date(), start + 1, start + len(chunk))
+        path = segment_path(
+            data_dir, "requests", "bench", T0.date(), start + 1, start + len(chunk), "0" * 32
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(chunk, schema=schema), path, compression="zstd")
 

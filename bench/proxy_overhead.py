@@ -18,7 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -45,18 +47,24 @@ def body(stream: bool, i: int) -> bytes:
     return orjson.dumps({"model": "triage", "messages": messages, "stream": stream})
 
 
-def start_apprentice(teacher_port: int, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_apprentice(
+    teacher_port: int, workdir: Path, priced: bool = True
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`apprentice serve` on the fake teacher; `priced=False` is a self-hosted teacher, a model
+    litellm's price table does not know."""
     port = free_port()
-    config = workdir / "apprentice.toml"
+    name = "priced" if priced else "unpriced"
+    config = workdir / f"apprentice-{name}.toml"
+    prices = "input_cost_per_mtok = 0.15\noutput_cost_per_mtok = 0.6\n" if priced else ""
     config.write_text(
-        f'data_dir = "{workdir / "data"}"\n[server]\nport = {port}\napi_keys = ["{KEY}"]\n'
+        f'data_dir = "{workdir / name}"\n[server]\nport = {port}\napi_keys = ["{KEY}"]\n'
         f'[[routes]]\nname = "triage"\nteacher = "openai/fake-teacher-1"\n'
-        f'teacher_api_base = "http://127.0.0.1:{teacher_port}/v1"\nteacher_api_key = "x"\n'
-        "input_cost_per_mtok = 0.15\noutput_cost_per_mtok = 0.6\n"
+        f'teacher_api_base = "http://127.0.0.1:{teacher_port}/v1"\nteacher_api_key = "x"\n' + prices
     )
     args = [str(ROOT / ".venv/bin/apprentice"), "serve", "--config", str(config),
             "--log-level", "warning"]  # fmt: skip
-    proc = start_process(args, f"http://127.0.0.1:{port}/readyz", log=workdir / "apprentice.log")
+    log = workdir / f"apprentice-{name}.log"
+    proc = start_process(args, f"http://127.0.0.1:{port}/readyz", log=log)
     return proc, port
 
 
@@ -108,6 +116,51 @@ async def sequential(targets: dict[str, int], n: int, stream: bool) -> dict[str,
     for conn in conns.values():
         conn.close()
     return times
+
+
+# Each surface: its path, a request body, and bytes its answer must hold.
+SURFACES: dict[str, tuple[str, Callable[[int], dict[str, Any]], bytes]] = {
+    "chat": ("/v1/chat/completions", lambda i: orjson.loads(body(False, i)), b'"choices"'),
+    "chat, streamed": ("/v1/chat/completions", lambda i: orjson.loads(body(True, i)),
+                       b"[DONE]"),
+    "responses": ("/v1/responses", lambda i: {"model": "triage",
+                                              "input": f"My order {i} arrived broken"},
+                  b'"output"'),
+    "responses, streamed": ("/v1/responses", lambda i: {"model": "triage", "stream": True,
+                                                        "input": f"My order {i} broke"},
+                            b"response.completed"),
+    "embeddings": ("/v1/embeddings", lambda i: {"model": "triage", "input": f"order {i}"},
+                   b'"embedding"'),
+}  # fmt: skip
+
+
+async def per_surface(targets: dict[str, int], n: int) -> dict[str, dict[str, list[float]]]:
+    """Sequential latencies of each surface on each target, round-robin, after a warm-up."""
+    conns = {name: Connection("127.0.0.1", port) for name, port in targets.items()}
+    headers = {"authorization": f"Bearer {KEY}"}
+    out: dict[str, dict[str, list[float]]] = {s: {t: [] for t in targets} for s in SURFACES}
+    for surface, (path, make, expect) in SURFACES.items():
+        for i in range(n + 50):
+            for name, conn in conns.items():
+                t0 = time.perf_counter()
+                status, data = await conn.post(path, orjson.dumps(make(i)), headers)
+                elapsed = time.perf_counter() - t0
+                assert status == 200 and expect in data, (surface, name, data[:300])
+                if i >= 50:
+                    out[surface][name].append(elapsed * 1000)
+    for conn in conns.values():
+        conn.close()
+    return out
+
+
+def print_surfaces(times: dict[str, dict[str, list[float]]]) -> None:
+    print("| surface | teacher direct p50 ms | apprentice p50 ms | added p50 ms | added p99 ms |")
+    print("|---|---|---|---|---|")
+    for surface, by_target in times.items():
+        base, mine = by_target["teacher direct"], by_target["apprentice"]
+        print(f"| {surface} | {percentile(base, 0.5):.2f} | {percentile(mine, 0.5):.2f} | "
+              f"{percentile(mine, 0.5) - percentile(base, 0.5):.2f} | "
+              f"{percentile(mine, 0.99) - percentile(base, 0.99):.2f} |")  # fmt: skip
 
 
 async def throughput(port: int, clients: int, seconds: float) -> float:
@@ -166,6 +219,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0, help="throughput run per target")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument(
+        "--surface-requests", type=int, default=1000, help="sequential requests per surface"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     procs: list[subprocess.Popen[bytes]] = []
@@ -176,12 +232,17 @@ def main() -> None:
             procs.append(start_fake_teacher(teacher_port))
             apprentice, apprentice_port = start_apprentice(teacher_port, work)
             procs.append(apprentice)
-            targets = {"teacher direct": teacher_port, "apprentice": apprentice_port}
+            unpriced, unpriced_port = start_apprentice(teacher_port, work, priced=False)
+            procs.append(unpriced)
+            targets = {"teacher direct": teacher_port, "apprentice": apprentice_port,
+                       "apprentice, unpriced teacher": unpriced_port}  # fmt: skip
             if not args.skip_litellm:
                 litellm, litellm_port = start_litellm(teacher_port, work)
                 procs.append(litellm)
                 targets["litellm proxy"] = litellm_port
             seq = {s: asyncio.run(sequential(targets, args.requests, s)) for s in (False, True)}
+            pair = {k: targets[k] for k in ("teacher direct", "apprentice")}
+            surfaces = asyncio.run(per_surface(pair, args.surface_requests))
             rps = {
                 name: asyncio.run(throughput(port, args.clients, args.seconds))
                 for name, port in targets.items()
@@ -195,6 +256,9 @@ def main() -> None:
         print(f"\nproxy overhead: {args.requests} sequential requests a target (after 100 "
               f"warm-up), {args.clients} concurrent clients for {args.seconds:g} s\n")  # fmt: skip
         print_table(rows)
+        print(f"\nper surface: {args.surface_requests} sequential requests each, teacher direct "
+              "and apprentice round-robin\n")  # fmt: skip
+        print_surfaces(surfaces)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
 

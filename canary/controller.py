@@ -10,6 +10,7 @@ promoted version (`current`), if any, serves the rest, else the teacher.
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -127,8 +128,24 @@ def _agreement(stats: IntervalStats, settings: CanarySettings) -> Check:
         why = f"{pairs} compared pairs, fewer than the {settings.min_shadow_pairs} needed"
         return Check("agreement", "inconclusive", None, settings.min_agreement, why)
     # A student that errors on a pair did not agree with the teacher.
-    label = f"agreement ({pairs} pairs)"
-    return _compare("agreement", stats.shadow_agree / pairs, settings.min_agreement, False, label)
+    value, limit = stats.shadow_agree / pairs, settings.min_agreement
+    if value < limit and wilson_upper(stats.shadow_agree, pairs) >= limit:
+        # Under the bar, but on so few pairs that a student at the bar would often score as
+        # low: gather more pairs (the interval goes on) rather than roll back on noise.
+        why = (f"agreement {value:.3f} < {limit:.3f} on {pairs} pairs is within noise of the "
+               f"bar (95% upper bound {wilson_upper(stats.shadow_agree, pairs):.3f}); "
+               "gathering more pairs")  # fmt: skip
+        return Check("agreement", "inconclusive", value, limit, why)
+    return _compare("agreement", value, limit, False, f"agreement ({pairs} pairs)")
+
+
+def wilson_upper(successes: int, n: int, z: float = 1.645) -> float:
+    """One-sided 95% upper bound on a proportion (Wilson score): a true agreement above it
+    would have scored `successes` of `n` or fewer less than 5% of the time."""
+    p, z2 = successes / n, z * z
+    centre = p + z2 / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return min(1.0, (centre + margin) / (1 + z2 / n))
 
 
 def _too_few(stats: IntervalStats, settings: CanarySettings) -> str | None:

@@ -34,7 +34,7 @@ from curation.output import dataset_table, read_prior_eval
 from curation.pipeline import StageOutput, run_stages
 from curation.report import CurationResult
 from curation.settings import CurationSettings
-from logbook.segments import open_segments, segment_files
+from logbook.segments import Skipped, open_segments, segment_files
 
 MANIFEST_FORMAT = 1
 SKIPPED_LISTED = 1000  # unreadable row ids listed in the manifest; the total is always kept
@@ -64,7 +64,8 @@ def run_curation(
     (or none match task/since). Unreadable rows are skipped and listed, never fatal.
     """
     started = time.monotonic()
-    sources = _sources(data_dir, route)
+    skipped: list[Skipped] = []
+    sources = _sources(data_dir, route, skipped)
     if not sources["segments"]:
         raise NoRowsError(
             f"Route {route!r} has no sealed traffic under {data_dir}; send requests "
@@ -79,6 +80,7 @@ def run_curation(
             f"No new rows for route {route!r} since dataset v{latest}; nothing written.",
             version=latest,
             seconds=time.monotonic() - started,
+            skipped_segments=[s.as_dict() for s in skipped],
         )
     out = _run(data_dir, route, settings, task, since, progress)
     if out.rows_read == 0:
@@ -87,11 +89,13 @@ def run_curation(
         )
     if out.train or out.evaluation:
         manifest = _manifest(route, settings, task, since, sources, fingerprint, out)
+        manifest["skipped_segments"] = [s.as_dict() for s in skipped]
         version, path = _write_version(data_dir, route, out, manifest)
         result = _result(route, out, version, path, manifest)
     else:
         result = _result(route, out)
     result.seconds = time.monotonic() - started
+    result.skipped_segments = [s.as_dict() for s in skipped]
     return result
 
 
@@ -112,15 +116,12 @@ def _run(
         con.close()
 
 
-def _sources(data_dir: Path, route: str) -> dict[str, list[str]]:
-    return {
-        "segments": [
-            str(p.relative_to(data_dir)) for p in segment_files(data_dir, "requests", route)
-        ],
-        "feedback_segments": [
-            str(p.relative_to(data_dir)) for p in segment_files(data_dir, "feedback", route)
-        ],
+def _sources(data_dir: Path, route: str, skipped: list[Skipped]) -> dict[str, list[str]]:
+    files = {
+        key: segment_files(data_dir, table, route, skipped)
+        for key, table in (("segments", "requests"), ("feedback_segments", "feedback"))
     }
+    return {key: [str(p.relative_to(data_dir)) for p in paths] for key, paths in files.items()}
 
 
 def _fingerprint(

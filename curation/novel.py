@@ -10,10 +10,10 @@ to eval as the `novel` slice, and no train row names them. The rest of eval is t
 Groups are picked in a fixed hash order (the same groups again next version, as far as sizes
 allow), groups held out by an earlier version first, until the slice holds `novel_share` of the
 rows, never more than `novel_max_share` (an earlier group that grew past it is let go; its
-earlier eval rows stay in eval by the split's own rule). A group must recur (two rows or more): a value seen
-once is unseen in train wherever it lands, so holding it out shows nothing. When the route has
-too few recurring rare spans for `novel_min_rows` rows, there is no novel slice and the
-manifest says why.
+earlier eval rows stay in eval by the split's own rule). A group must recur (two rows or more):
+a value seen once is unseen in train wherever it lands, so holding it out shows nothing. When
+the route has too few recurring rare spans for `novel_min_rows` rows, there is no novel slice
+and the manifest says why.
 """
 
 from __future__ import annotations

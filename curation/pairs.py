@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from logbook.surfaces import CHAT, PAIR_ENDPOINTS, as_chat
+
 
 class MalformedRow(ValueError):
     """A logged row whose request or response cannot be read as chat JSON."""
@@ -45,13 +47,12 @@ class Pair:
 
 
 def parse_request(text: str) -> tuple[list[dict[str, Any]], list[Any] | None, Any]:
-    """(messages, tools, response_format) of a stored request body."""
-    try:
-        body = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise MalformedRow(f"request is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise MalformedRow("request is not a JSON object")
+    """(messages, tools, response_format) of a stored chat request body."""
+    return request_parts(_object(text, "request"))
+
+
+def request_parts(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any] | None, Any]:
+    """(messages, tools, response_format) of a chat request."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise MalformedRow("request has no list of messages")
@@ -63,13 +64,40 @@ def parse_request(text: str) -> tuple[list[dict[str, Any]], list[Any] | None, An
 
 def parse_answer(text: str | None) -> dict[str, Any] | None:
     """The first choice's assistant message of a stored chat.completion, or None if absent."""
-    if text is None:
-        return None
+    return None if text is None else answer_of(_object(text, "response"))
+
+
+def parse_pair(
+    endpoint: str | None, request: str, response: str | None
+) -> tuple[list[dict[str, Any]], list[Any] | None, Any, dict[str, Any] | None]:
+    """(messages, tools, response_format, answer) of a logged pair of any surface (chat,
+    the Responses API, Anthropic Messages, legacy completions), read in chat form."""
+    if endpoint in (None, CHAT):
+        return (*parse_request(request), parse_answer(response))
+    if endpoint not in PAIR_ENDPOINTS:
+        raise MalformedRow(f"{endpoint} calls are not (prompt, answer) pairs")
+    body = _object(request, "request")
+    answer = None if response is None else _object(response, "response")
+    try:
+        chat, completion = as_chat(endpoint, body, answer)
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise MalformedRow(f"{endpoint} pair cannot be read in chat form: {exc}") from None
+    return (*request_parts(chat), None if completion is None else answer_of(completion))
+
+
+def _object(text: str, what: str) -> dict[str, Any]:
     try:
         body = json.loads(text)
     except (TypeError, ValueError) as exc:
-        raise MalformedRow(f"response is not JSON: {exc}") from None
-    choices = body.get("choices") if isinstance(body, dict) else None
+        raise MalformedRow(f"{what} is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedRow(f"{what} is not a JSON object")
+    return body
+
+
+def answer_of(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The first choice's assistant message of a chat.completion, or None if absent."""
+    choices = body.get("choices")
     if not choices:
         return None
     message = choices[0].get("message") if isinstance(choices[0], dict) else None

@@ -86,6 +86,7 @@ class CurationResult:
         default_factory=dict
     )  # train, eval, eval_in_distribution, eval_novel
     skipped: list[dict[str, str]] = field(default_factory=list)  # unreadable rows: id, reason
+    skipped_segments: list[dict[str, str]] = field(default_factory=list)  # files left out
     seconds: float = 0.0
     manifest: dict[str, Any] | None = None
     novel_note: str | None = None  # why eval has no novel slice, when it has none
@@ -108,6 +109,7 @@ def result_to_json(result: CurationResult) -> dict[str, Any]:
         "clusters": [c.to_json() for c in result.clusters],
         "skipped": result.skipped,
         "novel_note": result.novel_note,
+        "skipped_segments": result.skipped_segments,
         "seconds": round(result.seconds, 3),
     }
 

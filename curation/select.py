@@ -1,7 +1,7 @@
 """Stage 1, select: the route's logged rows, parsed into pairs, one teacher version per task.
 
 Rows come from sealed segments only (the server's hot DuckDB file is never opened), so the job
-runs while the server does. A request id sealed twice (a replayed spill) counts once: the row
+runs while the server does. A request id sealed twice (a replayed journal) counts once: the row
 with the highest `seq` wins. Rows the job cannot read (a newer schema version, a request that
 is not chat JSON) are skipped and listed by id, never fatal.
 """
@@ -17,16 +17,17 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from curation.pairs import MalformedRow, Pair, parse_answer, parse_request
+from curation.pairs import MalformedRow, Pair, parse_pair
 from curation.report import StageReport
 from curation.settings import CurationSettings
 from logbook.schema import ROW_SCHEMA_VERSION
+from logbook.surfaces import PAIR_ENDPOINTS
 
 BATCH_ROWS = 10_000
 COLUMNS = (
     "request_id, schema_version, started_at, task, session_hash, served_by, teacher, "
     "prompt_fingerprint, request, response, status, outcome, finish_reason, truncated, "
-    "prompt_tokens, completion_tokens, teacher_logprobs"
+    "prompt_tokens, completion_tokens, teacher_logprobs, endpoint"
 )
 
 
@@ -81,7 +82,7 @@ def select_pairs(rows_read: int, table: pa.Table, settings: CurationSettings) ->
                 continue
             except MalformedRow:
                 reason = "malformed_row"
-        if reason == "not_teacher":
+        if reason in ("not_teacher", "not_a_pair"):
             dropped[reason] += 1
         else:
             skipped.append({"request_id": str(row["request_id"]), "reason": reason})
@@ -104,11 +105,15 @@ def _unreadable(row: dict[str, Any]) -> str | None:
         return "unknown_schema"
     if row["served_by"] != "teacher":
         return "not_teacher"  # a student's answer is not a teacher label
+    if row["endpoint"] not in (None, *PAIR_ENDPOINTS):
+        return "not_a_pair"  # embeddings, files, ...: logged, but nothing to learn
     return None
 
 
 def _to_pair(row: dict[str, Any]) -> Pair:
-    messages, tools, response_format = parse_request(row["request"])
+    messages, tools, response_format, answer = parse_pair(
+        row["endpoint"], row["request"], row["response"]
+    )
     return Pair(
         request_id=row["request_id"],
         task=row["task"],
@@ -119,7 +124,7 @@ def _to_pair(row: dict[str, Any]) -> Pair:
         messages=messages,
         tools=tools,
         response_format=response_format,
-        answer=parse_answer(row["response"]),
+        answer=answer,
         teacher_logprobs=row["teacher_logprobs"],
         outcome=row["outcome"],
         status=int(row["status"]),

@@ -31,7 +31,8 @@ class DemoPlan:
     train_s: float
     canary_s: float
     drift_s: float
-    tail_s: float  # traffic after the last promotion
+    tail_s: float  # traffic after the last promotion: at least this long...
+    tail_requests: int  # ...and until the new student has answered this many (6 x tail_s at most)
 
 
 def plan_for(quick: bool) -> DemoPlan:
@@ -39,12 +40,14 @@ def plan_for(quick: bool) -> DemoPlan:
         return DemoPlan(
             quick=True, teacher_latency_s=0.05, concurrency=12, batch=60, first_rows=0,
             asked_rows=600, hidden=64, layers=2, pretrain_steps=50, max_steps=220,
-            interval_s=2.0, collect_s=40, train_s=120, canary_s=60, drift_s=40, tail_s=8,
+            interval_s=2.0, collect_s=40, train_s=120, canary_s=60, drift_s=40, tail_s=4,
+            tail_requests=500,
         )  # fmt: skip
     return DemoPlan(
         quick=False, teacher_latency_s=0.2, concurrency=16, batch=120, first_rows=0,
         asked_rows=2000, hidden=96, layers=2, pretrain_steps=100, max_steps=500,
         interval_s=4.0, collect_s=120, train_s=240, canary_s=120, drift_s=90, tail_s=15,
+        tail_requests=1000,
     )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from demo import traffic
 from demo.plan import ROUTE, DemoPlan, demo_config
 from demo.task import Phase
 from demo.teacher import SimulatedTeacher
-from demo.view import DemoView
+from demo.view import DemoView, Status
 
 
 @dataclass
@@ -105,7 +106,11 @@ async def run_demo(plan: DemoPlan, data_dir: Path, view: DemoView) -> DemoOutcom
         port = _free_port()
         config_path = data_dir / "apprentice.toml"
         config_path.write_text(demo_config(plan, data_dir, port, sim))
-        env = {"DEMO_CLIENT_KEY": api_key, "DEMO_ADMIN_TOKEN": token, "DEMO_TEACHER_KEY": "sim"}
+        env = {
+            "DEMO_CLIENT_KEY": api_key,
+            "DEMO_ADMIN_TOKEN": token,
+            "DEMO_TEACHER_KEY": "sk-sim-" + secrets.token_hex(8),
+        }
         server = Server(config_path, port, token, env)
         try:
             await server.ready(60)
@@ -160,16 +165,40 @@ async def _phases(
                 await server.admin("POST", "/jobs/retrain", {"route": ROUTE})
         phase[0] = "shifted"
         view.shifted_at = outcome.shifted_at = time.monotonic() - start
+        if not await _until(view, "drift", plan.drift_s, lambda s: s.left_traffic, outcome,
+                            start):  # fmt: skip
+            return
+        # As an operator would: a retrain the gate rejected, or a student the canary sent back,
+        # is followed by another retrain (on more rows) rather than the end of the story.
+        asked: set[int] = set()
+
+        async def again(s: Status) -> None:
+            version = int(s.newest.get("version") or 0)
+            failed = s.newest.get("status") in ("rejected", "rolled_back") and version > 1
+            if failed and not s.training and version not in asked:
+                asked.add(version)
+                view.phase = f"retrain again (v{version} was {s.newest.get('status')})"
+                await _quietly(server.admin("POST", "/jobs/retrain", {"route": ROUTE}), {})
+
         steps = [
-            ("drift", plan.drift_s, lambda s: s.left_traffic),
-            ("retrain", plan.train_s, lambda s: s.students >= 2),
+            ("retrain", plan.train_s, lambda s: s.usable >= 2),
             ("canary 2", plan.canary_s, lambda s: s.state == "promoted" and s.version != "v1"),
         ]
         for name, limit, done in steps:
-            if not await _until(view, name, limit, done, outcome, start):
+            # Each retry earns the phase another training's worth of time.
+            if not await _until(view, name, limit, done, outcome, start, again,
+                                lambda: len(asked) * plan.train_s):  # fmt: skip
                 return
         view.phase = "student serving"
-        await asyncio.sleep(plan.tail_s)  # let the new student be seen taking the traffic
+        # Let the new student be seen taking the traffic: a while, and a number of answers (on
+        # a loaded machine a fixed time alone shows little of it).
+        before = view.served["student"]
+        await asyncio.sleep(plan.tail_s)
+        deadline = time.monotonic() + 5 * plan.tail_s  # a cascade defers some answers
+        while view.served["student"] - before < plan.tail_requests:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
         outcome.ok = True
     finally:
         stop.set()
@@ -177,14 +206,25 @@ async def _phases(
 
 
 async def _until(
-    view: DemoView, name: str, limit: float, done: Any, outcome: DemoOutcome, start: float
+    view: DemoView,
+    name: str,
+    limit: float,
+    done: Any,
+    outcome: DemoOutcome,
+    start: float,
+    nudge: Callable[[Status], Awaitable[None]] | None = None,
+    extra: Callable[[], float] = lambda: 0.0,
 ) -> bool:
+    """Wait until `done(status)`, `limit` seconds (plus `extra()`, which may grow); `nudge` is
+    called on every look."""
     view.phase = name
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+    began = time.monotonic()
+    while time.monotonic() < began + limit + extra():
         if done(view.status):
             outcome.phases[name] = time.monotonic() - start
             return True
+        if nudge is not None:
+            await nudge(view.status)
         await asyncio.sleep(0.25)
     outcome.failed_phase = name
     return False

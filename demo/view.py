@@ -22,7 +22,9 @@ from demo.traffic import RequestResult
 @dataclass
 class Status:
     sealed_rows: int = 0
-    students: int = 0
+    students: int = 0  # registered, whatever their gate said
+    usable: int = 0  # registered and not rejected by the gate
+    newest: dict[str, Any] = field(default_factory=dict)  # the newest student's summary
     state: str = "idle"
     version: str | None = None
     weight: int = 0
@@ -65,7 +67,10 @@ class DemoView:
         s, self.t = self.status, t
         s.state, s.weight = canary.get("state", "idle"), int(canary.get("weight") or 0)
         s.version = canary.get("version") or canary.get("current")
-        s.students = len([x for x in students if x.get("route") == ROUTE])
+        mine = [x for x in students if x.get("route") == ROUTE]
+        s.students = len(mine)
+        s.usable = len([x for x in mine if x.get("status") != "rejected"])
+        s.newest = max(mine, key=lambda x: int(x.get("version") or 0), default={})
         ems = [x.get("exact_match") for x in students if x.get("exact_match") is not None]
         s.eval_exact_match = ems[-1] if ems else None
         s.sealed_rows = int(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import duckdb
 
+from logbook.transaction import transaction
+
 Migration = tuple[str, tuple[str, ...]]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -90,6 +92,23 @@ MIGRATIONS: tuple[Migration, ...] = (
                  checks VARCHAR NOT NULL)""",
         ),
     ),
+    (
+        "logbook identity; the key id of every logged request",
+        (
+            # Segment names carry the identity, so a new logbook beside old segments (or
+            # another replica) never writes over a sealed file. One row, made once.
+            "CREATE TABLE logbook_identity (id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL)",
+            "INSERT INTO logbook_identity "
+            "SELECT replace(CAST(gen_random_uuid() AS VARCHAR), '-', ''), now()::TIMESTAMP",
+            # Feedback is accepted only from the key that made the request.
+            "ALTER TABLE request_ids ADD COLUMN key_id VARCHAR",
+        ),
+    ),
+    (
+        "the API surface of each request",
+        # chat/completions, responses, messages, embeddings, ...; older rows are chat.
+        ("ALTER TABLE requests ADD COLUMN endpoint VARCHAR",),
+    ),
 )
 
 
@@ -116,16 +135,11 @@ def migrate(con: duckdb.DuckDBPyConnection, upto: int | None = None) -> list[int
     for number, (name, statements) in enumerate(MIGRATIONS[:last], start=1):
         if number <= current:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             for statement in statements:
                 con.execute(statement)
             con.execute(
                 "INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)", [number, name]
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         applied.append(number)
     return applied

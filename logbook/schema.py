@@ -74,6 +74,9 @@ class RequestRow:
     key_id: str | None = _column("VARCHAR", _STR, "id of the client key (never the key)")
     teacher_logprobs: str | None = _column("VARCHAR", _STR, "teacher top logprobs as JSON")
     shadow_pair_id: str | None = _column("VARCHAR", _STR, "shadow comparison this row is in")
+    endpoint: str | None = _column(
+        "VARCHAR", _STR, "API surface: chat/completions, responses, messages, embeddings, ..."
+    )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -128,7 +131,7 @@ def arrow_batch(table: str, rows: list[Any]) -> pa.Table:
 
 
 def row_from_dict(table: str, data: dict[str, Any]) -> Row:
-    """A row from its JSON form (spill files): timestamps come back from ISO text.
+    """A row from its JSON form (journal files): timestamps come back from ISO text.
 
     Unknown keys are an error, so a file written by another schema is noticed, not guessed."""
     values = dict(data)

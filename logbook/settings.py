@@ -12,8 +12,16 @@ class LogbookSettings(BaseModel):
 
     flush_interval_ms: int = Field(100, ge=1, le=60_000, description="Writer batch interval.")
     queue_size: int = Field(
-        50_000, ge=1, description="Rows held in memory before overflow goes to the spill file."
+        50_000,
+        ge=1,
+        description="Rows held in memory for the writer; beyond it rows wait in the journal on "
+        "disk (readiness turns false until the writer catches up).",
     )
     seal_interval_s: float = Field(
         60.0, gt=0, description="How often committed rows are sealed into Parquet segments."
+    )
+    fsync: bool = Field(
+        False,
+        description="fsync every journal append: rows survive power loss, not only a crash, "
+        "at the cost of one device flush per request.",
     )

@@ -183,7 +183,7 @@ class DriftMonitor:
     def _clear_scores(self, route: str) -> None:
         # A method without enough data this run must not keep showing last run's score.
         for method in METHODS:
-            self._metrics.drift_score.remove(route, method)
+            self._metrics.clear_drift(route, method)
 
 
 def _scores(reference: Reference, window: _Window, settings: DriftSettings) -> dict[str, float]:

@@ -3,13 +3,21 @@
 The server creates one `Metrics` in its lifespan and passes it down; tests create their own, so
 no test sees another's counts. Labels are bounded: route, served_by, outcome, reason, state,
 verdict, method, kind; never a request id or a key.
+
+Under `serve --workers N` every worker writes its values to files in one folder
+(prometheus_client's multiprocess mode) and /metrics, whichever worker answers it, reports the
+sum of counters and histograms over all workers. Each gauge says how workers combine
+(`multiprocess_mode`): a worker's own state is summed or maxed over the live workers; what the
+leader decides (canary, drift, retrain) is the most recent value any live worker set.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # LLM calls take from milliseconds (a cached student) to minutes (a long teacher answer).
 DURATION_BUCKETS = (
@@ -31,9 +39,13 @@ class Metrics:
     registry: CollectorRegistry = field(
         default_factory=lambda: CollectorRegistry(auto_describe=True)
     )
+    # The folder of `serve --workers` (PROMETHEUS_MULTIPROC_DIR, which prometheus_client reads
+    # when it is imported): /metrics then reports every worker's values.
+    multiprocess_dir: str | None = None
 
     def __post_init__(self) -> None:
         r = self.registry
+        self._failure_streaks: dict[str, int] = {}
         # Traffic
         self.requests = Counter(
             "apprentice_requests_total",
@@ -80,6 +92,13 @@ class Metrics:
             ["route", "reason"],
             registry=r,
         )
+        self.passthrough = Counter(
+            "apprentice_passthrough_requests_total",
+            "Calls passed through to a teacher as they are (embeddings, files, audio, ...), by "
+            "route, endpoint family and outcome.",
+            ["route", "endpoint", "outcome"],
+            registry=r,
+        )
         self.client_errors = Counter(
             "apprentice_client_errors_total",
             "Requests refused before reaching a model, by reason.",
@@ -90,6 +109,7 @@ class Metrics:
         self.capture_queue_depth = Gauge(
             "apprentice_capture_queue_depth",
             "Rows waiting in memory for the logbook writer.",
+            multiprocess_mode="livesum",
             registry=r,
         )
         self.capture_rows = Counter(
@@ -100,17 +120,50 @@ class Metrics:
         )
         self.capture_spilled = Counter(
             "apprentice_capture_rows_spilled_total",
-            "Rows written to the spill file because the queue was full or a write failed.",
+            "Rows that found the queue full and waited in the journal on disk (written once "
+            "the writer caught up).",
             registry=r,
         )
         self.capture_failures = Counter(
             "apprentice_capture_write_failures_total",
-            "Logbook batch writes that failed (their rows went to the spill file).",
+            "Logbook batch writes that failed (retried with backoff; their rows wait in the "
+            "queue and the journal).",
             registry=r,
         )
         self.capture_replayed = Counter(
             "apprentice_capture_rows_replayed_total",
-            "Spilled rows written to the logbook at start.",
+            "Rows written from the journal: at start (rows a stopped process had not "
+            "committed) or after the queue overflowed.",
+            registry=r,
+        )
+        self.capture_degraded = Gauge(
+            "apprentice_capture_degraded",
+            "1 while capture cannot keep up (the queue is full or writes are failing; "
+            "readiness is false meanwhile), else 0.",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.capture_dropped = Counter(
+            "apprentice_capture_rows_dropped_total",
+            "Rows lost because neither the queue nor the journal could take them (a full "
+            "disk with a full queue).",
+            registry=r,
+        )
+        self.capture_journal_failures = Counter(
+            "apprentice_capture_journal_failures_total",
+            "Rows that could not be appended to the journal (they survive a crash only once "
+            "committed).",
+            registry=r,
+        )
+        self.capture_rejected = Counter(
+            "apprentice_capture_rows_rejected_total",
+            "Rows the logbook cannot hold (kept in journal/rejected/ with the reason).",
+            registry=r,
+        )
+        self.segments_quarantined = Counter(
+            "apprentice_segments_quarantined_total",
+            "Files under the segment folders that were not readable segments, moved to "
+            "quarantine/ at start.",
             registry=r,
         )
         self.capture_skipped = Counter(
@@ -134,6 +187,19 @@ class Metrics:
         self.last_seal = Gauge(
             "apprentice_last_seal_timestamp_seconds",
             "Unix time of the last successful seal.",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        # The shared store (an object store's pushes; a directory store has none).
+        self.store_push_failures = Counter(
+            "apprentice_store_push_failures_total",
+            "Sealed files a push to the object store left behind, counted at each try (they "
+            "wait in the local mirror and are pushed at the next seal).",
+            registry=r,
+        )
+        self.store_unpushed = Gauge(
+            "apprentice_store_unpushed_files",
+            "Sealed files in the local mirror that are not in the object store yet.",
             registry=r,
         )
 
@@ -169,18 +235,21 @@ class Metrics:
             "1 for the route's current canary state, 0 for the others (idle, shadow, canary, "
             "promoted, paused, rolled_back).",
             ["route", "state"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.canary_step = Gauge(
             "apprentice_canary_step",
             "Index of the current canary step in the route's step list (0 = first step).",
             ["route"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.canary_weight = Gauge(
             "apprentice_canary_weight_ratio",
             "Share of the route's requests served by students (0-1).",
             ["route"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.shadow_skipped = Counter(
@@ -200,6 +269,7 @@ class Metrics:
             "apprentice_student_info",
             "1 for the student each route currently serves or shadows, with its version and base.",
             ["route", "version", "base"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
 
@@ -260,30 +330,35 @@ class Metrics:
             "(prompt_length_psi, token_jsd, unseen_token_rate, disagreement_rate, "
             "output_length_psi).",
             ["route", "method"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.drift_threshold = Gauge(
             "apprentice_drift_threshold",
             "Configured drift threshold, by method and level (warn, act).",
             ["route", "method", "level"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.drift_window = Gauge(
             "apprentice_drift_window_prompts",
             "Live prompts in the route's drift window.",
             ["route"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.drift_last_run = Gauge(
             "apprentice_drift_last_run_timestamp_seconds",
             "Unix time the route's drift scores were last computed.",
             ["route"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.drift_interval = Gauge(
             "apprentice_drift_interval_seconds",
             "Configured seconds between drift runs, so alerts can tell a stale job.",
             ["route"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.retrain_runs = Counter(
@@ -296,12 +371,14 @@ class Metrics:
             "apprentice_retrain_last_run_timestamp_seconds",
             "Unix time the route's last retrain job finished, whatever its outcome.",
             ["route"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.retrain_consecutive_failures = Gauge(
             "apprentice_retrain_consecutive_failures",
             "Retrain jobs that failed in a row (reset by any other outcome).",
             ["route"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.eval_metric = Gauge(
@@ -309,6 +386,7 @@ class Metrics:
             "Held-out evaluation of the last trained student, by metric (exact_match, token_f1, "
             "json_valid, length_ratio as ratios 0-1; latency_p50_seconds in seconds).",
             ["route", "metric"],
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
 
@@ -325,24 +403,37 @@ class Metrics:
         self.student_info.labels(route, version, base).set(1.0)
 
     def clear_student(self, route: str) -> None:
-        """The route serves and shadows no student: remove its apprentice_student_info."""
+        """The route serves and shadows no student: remove its apprentice_student_info (set it
+        to 0 across workers, whose files keep every series they ever had)."""
         for labels in _label_sets(self.student_info):
             if labels[0] == route:
-                self.student_info.remove(*labels)
+                if self.multiprocess_dir is None:
+                    self.student_info.remove(*labels)
+                else:
+                    self.student_info.labels(*labels).set(0.0)
+
+    def clear_drift(self, route: str, method: str) -> None:
+        """No score for `method` this run: its series goes (NaN across workers)."""
+        if self.multiprocess_dir is None:
+            self.drift_score.remove(route, method)
+        else:
+            self.drift_score.labels(route, method).set(math.nan)
 
     def record_retrain(self, route: str, outcome: str, finished_at: float) -> None:
         """Count one finished retrain job and keep its time and failure streak."""
         self.retrain_runs.labels(route, outcome).inc()
         self.retrain_last_run.labels(route).set(finished_at)
-        streak = self.retrain_consecutive_failures.labels(route)
-        if outcome == "failed":
-            streak.inc()
-        else:
-            streak.set(0.0)
+        streak = self._failure_streaks.get(route, 0) + 1 if outcome == "failed" else 0
+        self._failure_streaks[route] = streak
+        self.retrain_consecutive_failures.labels(route).set(float(streak))
 
     def render(self) -> bytes:
-        """The registry in Prometheus text format."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus text format (every worker's, under `serve --workers`)."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
 
 def _remove(metric: Gauge, labels: tuple[str, ...]) -> None:

@@ -57,24 +57,27 @@ def table_price(table: Mapping[str, Any], teacher: str) -> Price | None:
 
 
 class Pricer:
-    """Each route's teacher price, resolved once."""
+    """Each route's teacher price, resolved once; other models' (pass-through calls name
+    their own) looked up once each."""
 
-    def __init__(self, prices: Mapping[str, Price | None]) -> None:
+    def __init__(
+        self, prices: Mapping[str, Price | None], table: Mapping[str, Any] | None = None
+    ) -> None:
         self.prices = dict(prices)
+        self.table = table or {}
+        self._models: dict[str, Price | None] = {}
 
     @classmethod
     def load(cls, routes: Iterable[RouteSettings]) -> Pricer:
         """Resolve every route's price (reads litellm's table only if a route needs it)."""
         routes = list(routes)
-        table: dict[str, Any] | None = None
+        table = litellm_price_table()
         prices: dict[str, Price | None] = {}
         for route in routes:
             if route.input_cost_per_mtok is not None or route.output_cost_per_mtok is not None:
                 prompt = (route.input_cost_per_mtok or 0.0) / 1e6
                 prices[route.name] = (prompt, (route.output_cost_per_mtok or 0.0) / 1e6)
                 continue
-            if table is None:
-                table = litellm_price_table()
             prices[route.name] = table_price(table, route.teacher)
             if prices[route.name] is None:
                 log.info(
@@ -83,13 +86,22 @@ class Pricer:
                     route.teacher,
                     route.name,
                 )
-        return cls(prices)
+        return cls(prices, table)
 
     def cost(self, route: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        price = self.prices.get(route)
-        if price is None:
-            return None
-        return prompt_tokens * price[0] + completion_tokens * price[1]
+        return _cost(self.prices.get(route), prompt_tokens, completion_tokens)
+
+    def cost_of_model(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """A call's cost at `model`'s price in the table (None for a model it does not know)."""
+        if model not in self._models:
+            self._models[model] = table_price(self.table, model)
+        return _cost(self._models[model], prompt_tokens, completion_tokens)
+
+
+def _cost(price: Price | None, prompt_tokens: int, completion_tokens: int) -> float | None:
+    if price is None:
+        return None
+    return prompt_tokens * price[0] + completion_tokens * price[1]
 
 
 class Accounting:
@@ -100,7 +112,8 @@ class Accounting:
         self._children: dict[tuple[str, str, str], Any] = {}
 
     def count(self, row: RequestRow) -> None:
-        """Tokens by who served; cost paid (teacher) or avoided (student) for answered rows."""
+        """Tokens by who served; cost paid (the teacher's, priced in the row) or avoided (what
+        the teacher would have charged for a student's answer)."""
         served = "teacher" if row.served_by == "teacher" else "student"
         if row.prompt_tokens:
             self._child("prompt", row.route, served).inc(row.prompt_tokens)
@@ -108,7 +121,10 @@ class Accounting:
             self._child("completion", row.route, served).inc(row.completion_tokens)
         if row.status != 200 or row.response is None:
             return
-        cost = self.pricer.cost(row.route, row.prompt_tokens or 0, row.completion_tokens or 0)
+        if served == "teacher":
+            cost = row.cost_usd
+        else:
+            cost = self.pricer.cost(row.route, row.prompt_tokens or 0, row.completion_tokens or 0)
         if cost is not None:
             self._child("cost", row.route, served).inc(cost)
 

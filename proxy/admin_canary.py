@@ -3,6 +3,7 @@ found on app.state.canary)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from canary.controller import CanaryError
 from canary.loop import CanaryLoop, StudentRefused
+from cluster.control import ControlUnavailable
 from proxy.admin import json_body, require_admin, route_named
 from proxy.errors import ApiError
 
 router = APIRouter(prefix="/admin/canary", dependencies=[Depends(require_admin)])
+cluster_router = APIRouter(prefix="/admin/cluster", dependencies=[Depends(require_admin)])
 ACTIONS = ("start", "set-weight", "pause", "resume", "promote", "rollback")
 
 
@@ -52,33 +55,47 @@ async def canary_action(request: Request, route: str, action: str) -> dict[str, 
             code="unknown_action",
         )
     body = await json_body(request)
-    ctl = loop.controllers[route]
     try:
         if action == "set-weight":
             weighted = WeightIn.model_validate(body)
-            loop.set_weight(route, weighted.version, weighted.weight)
+            await loop.set_weight(route, weighted.version, weighted.weight)
         elif action == "start":
-            loop.start(route, VersionIn.model_validate(body).version)
+            await loop.start(route, VersionIn.model_validate(body).version)
         elif action == "pause":
-            ctl.pause()
+            await loop.command(route, lambda ctl: ctl.pause())
         elif action == "resume":
-            ctl.resume()
+            await loop.command(route, lambda ctl: ctl.resume())
         elif action == "promote":
-            ctl.promote()
+            await loop.command(route, lambda ctl: ctl.promote())
         else:
-            ctl.rollback(detail=RollbackIn.model_validate(body).reason, reason="manual")
+            reason = RollbackIn.model_validate(body).reason
+            await loop.command(route, lambda ctl: ctl.rollback(detail=reason, reason="manual"))
     except StudentRefused as exc:
         raise ApiError(400, str(exc), code=exc.code) from None
     except CanaryError as exc:
         raise ApiError(409, str(exc), code="canary_conflict") from None
+    except ControlUnavailable as exc:
+        raise ApiError(503, f"{exc}; nothing was changed.", "server_error",
+                       code="control_plane_unavailable") from None  # fmt: skip
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ApiError(
             422, f"Invalid field {field}: {first['msg']}.", code="invalid_field"
         ) from None
-    await loop.persist()  # the registry and the logbook agree before the answer goes out
+    # Stored in the control plane (every replica follows within a tick) and the registry
+    # before the answer goes out.
     return {"route": route, **loop.view(route)}
+
+
+@cluster_router.get("")
+async def cluster_status(request: Request) -> dict[str, Any]:
+    """This replica, the leader, and every live replica with its last heartbeat."""
+    loop = _loop(request)
+    try:
+        return await asyncio.to_thread(loop.cluster)
+    except ControlUnavailable as exc:
+        raise ApiError(503, str(exc), "server_error", code="control_plane_unavailable") from None
 
 
 def _loop(request: Request) -> CanaryLoop:

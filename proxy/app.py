@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.routing import Route
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitoring.metrics import Metrics
@@ -33,6 +33,10 @@ from proxy.errors import (
     handle_http_exception,
     handle_validation_error,
 )
+from proxy.messages import messages
+from proxy.passthrough import passthrough
+from proxy.redaction import MIN_LENGTH, Redactor
+from proxy.responses import responses
 from proxy.routing import Router
 from proxy.settings import ProxySettings, RouteSettings
 from proxy.state import Backends, ProxyState, new_request_id
@@ -66,10 +70,9 @@ def create_app(settings: ProxySettings, metrics: Metrics, backends: BackendsFact
         redoc_url=None,
         openapi_url=None,
     )
-    # The hot path is a plain Starlette route: no dependency solving, no body model.
-    app.router.routes.append(Route("/v1/chat/completions", chat_completions, methods=["POST"]))
     for module in (feedback, health, admin, admin_canary, admin_jobs):
         app.include_router(module.router)
+    app.include_router(admin_canary.cluster_router)
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
@@ -81,11 +84,13 @@ async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) 
     server, routes = settings.server, settings.routes
     if not server.api_keys:
         log.warning("server.api_keys is empty: any client can call this proxy")
-    secrets = [k.get_secret_value() for k in server.api_keys]
-    secrets += [r.teacher_api_key.get_secret_value() for r in routes if r.teacher_api_key]
-    secrets += [r.student_api_key.get_secret_value() for r in routes if r.student_api_key]
-    if server.admin_token is not None:
-        secrets.append(server.admin_token.get_secret_value())
+    redactor = Redactor(_secrets(settings))
+    if redactor.too_short:
+        log.warning(
+            "%d configured secrets are shorter than %d characters: they cannot be told from "
+            "ordinary text, so they are not redacted from answers and rows; use longer keys",
+            len(redactor.too_short), MIN_LENGTH,
+        )  # fmt: skip
     client = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
         auto_decompress=False,
@@ -101,7 +106,8 @@ async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) 
         settings=settings,
         metrics=metrics,
         logbook=backends.logbook,
-        teacher=Teacher(client, metrics, secrets),
+        teacher=Teacher(client, metrics, redactor),
+        redactor=redactor,
         pricer=await asyncio.to_thread(Pricer.load, routes),
         auth=Auth(
             [k.get_secret_value() for k in server.api_keys],
@@ -116,6 +122,17 @@ async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) 
     gc.collect()
     gc.freeze()
     return state
+
+
+def _secrets(settings: ProxySettings) -> list[str]:
+    """Every secret the proxy knows: none may leave it in an answer, an error or a row."""
+    server, routes = settings.server, settings.routes
+    secrets = [k.get_secret_value() for k in server.api_keys]
+    secrets += [r.teacher_api_key.get_secret_value() for r in routes if r.teacher_api_key]
+    secrets += [r.student_api_key.get_secret_value() for r in routes if r.student_api_key]
+    if server.admin_token is not None:
+        secrets.append(server.admin_token.get_secret_value())
+    return secrets
 
 
 def _remotes(
@@ -155,11 +172,23 @@ def _import_litellm() -> None:
     import litellm  # noqa: F401
 
 
+# The surfaces with their own handler (POST only); every other /v1 call passes through.
+SURFACES: dict[str, Callable[[Request], Awaitable[Response]]] = {
+    "/v1/chat/completions": chat_completions,
+    "/v1/responses": responses,
+    "/v1/messages": messages,
+}
+LOCAL = frozenset({"/v1/models", "/v1/feedback"})  # /v1 paths the proxy answers itself
+AZURE = "/openai/deployments/"
+
+
 class FastPath:
-    """POST /v1/chat/completions straight to its handler; everything else through FastAPI.
+    """The API surfaces straight to their handlers; everything else through FastAPI.
 
     FastAPI's middleware stack (telemetry, body limit, exit stack, exception middleware,
-    router) costs the hot path a few hundred microseconds a request for nothing it uses."""
+    router) costs the hot path a few hundred microseconds a request for nothing it uses.
+    Azure-style paths (`/openai/deployments/{deployment}/...?api-version=...`) reach the same
+    handlers, the deployment naming the route."""
 
     def __init__(self, app: FastAPI, metrics: Metrics) -> None:
         self.app = app
@@ -167,28 +196,39 @@ class FastPath:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] == "/v1/chat/completions"
-        ):
+        handler = self._handler(scope) if scope["type"] == "http" else None
+        if handler is None:
             await self.app(scope, receive, send)
             return
         scope["app"] = self.app
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         try:
-            response = await chat_completions(Request(scope, receive, send))
+            response = await handler(Request(scope, receive, send))
         except ApiError as exc:
             response = error_response(exc)
         except Exception:  # a bug before the request had a route: 500, counted and logged
-            log.exception("chat completion %s failed", request_id)
+            log.exception("%s %s failed", scope["path"], request_id)
             self.metrics.requests.labels("-", "proxy", "error").inc()
             response = error_response(
                 ApiError(500, "apprentice failed on this request; see its log.", "server_error",
                          code="internal_error")
             )  # fmt: skip
         await response(scope, receive, _with_ids(send, request_id))
+
+    def _handler(self, scope: Scope) -> Callable[[Request], Awaitable[Response]] | None:
+        path: str = scope["path"]
+        if path.startswith(AZURE):
+            deployment, _, rest = path.removeprefix(AZURE).partition("/")
+            if not deployment or not rest:
+                return None
+            path = scope["path"] = f"/v1/{rest}"
+            scope.setdefault("state", {})["deployment"] = deployment
+        if path in SURFACES and scope["method"] == "POST":
+            return SURFACES[path]
+        if path.startswith("/v1/") and path not in LOCAL:
+            return passthrough
+        return None
 
 
 def _with_ids(send: Send, request_id: str) -> Send:

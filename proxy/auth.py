@@ -26,10 +26,14 @@ class Auth:
         self.open = not api_keys
 
     def client(self, request: Request) -> str | None:
-        """The caller's key id; None when the proxy is open. Raises a 401 otherwise."""
+        """The caller's key id from `Authorization: Bearer` (or Azure's `api-key`); None when
+        the proxy is open. Raises a 401 otherwise."""
+        return self.key(_bearer(request) or request.headers.get("api-key"))
+
+    def key(self, token: str | None) -> str | None:
+        """The id of a presented key; None when the proxy is open. Raises a 401 otherwise."""
         if self.open:
             return None
-        token = _bearer(request)
         found = self._keys.get(hashlib.sha256(token.encode()).digest()) if token else None
         if found is None:
             raise ApiError(
@@ -39,6 +43,15 @@ class Auth:
                 code="invalid_api_key",
             )
         return found
+
+    def is_admin(self, request: Request) -> bool:
+        """Whether the request carries the admin token (never true with the admin API off)."""
+        token = _bearer(request)
+        return (
+            self._admin is not None
+            and token is not None
+            and hmac.compare_digest(token.encode(), self._admin.encode())
+        )
 
     def admin(self, request: Request) -> None:
         """Raise unless the request carries the admin token."""

@@ -1,8 +1,9 @@
-"""Errors in OpenAI's shape, raised anywhere in the proxy and rendered once at the boundary."""
+"""Errors in the caller's API shape, raised anywhere in the proxy and rendered once at the
+boundary: OpenAI's `{"error": {...}}`, or Anthropic's `{"type": "error", "error": {...}}` for the
+Messages surface."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -29,9 +30,30 @@ class ApiError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+        self.anthropic = False  # rendered in Anthropic's shape (set by the Messages surface)
 
     def body(self) -> bytes:
+        if self.anthropic:
+            return anthropic_error_body(self.status, self.message)
         return error_body(self.message, self.type, self.code, self.param)
+
+
+# Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_body(status: int, message: str) -> bytes:
+    kind = ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
 
 
 def error_body(
@@ -58,11 +80,14 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     path = request.url.path
     if status == 404:
+        # Not a 404: clients read a 404 as "model not found" and send users the wrong way.
         message = (
-            f"apprentice does not serve {path}; it proxies POST /v1/chat/completions "
-            "(call other endpoints on the provider directly)."
+            f"apprentice does not serve {path}; it serves the OpenAI API under /v1 "
+            "(chat/completions, responses, embeddings and the rest, passed through), Anthropic's "
+            "POST /v1/messages, Azure-style /openai/deployments/..., and /healthz, /readyz, "
+            "/metrics, /admin."
         )
-        return error_response(ApiError(404, message, code="unsupported_endpoint"))
+        return error_response(ApiError(501, message, code="unsupported_endpoint"))
     if status == 405:
         message = f"{request.method} is not allowed on {path}."
         return error_response(ApiError(405, message, code="method_not_allowed"))
@@ -80,11 +105,3 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
     else:
         message, param = "The request body is invalid.", None
     return error_response(ApiError(422, message, code="invalid_field", param=param))
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Remove secrets from a message that may quote an upstream error or URL."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return text

@@ -38,11 +38,14 @@ class FeedbackIn(BaseModel):
 
 @router.post("/v1/feedback")
 async def post_feedback(body: FeedbackIn, request: Request) -> dict[str, Any]:
-    """Record feedback on a request this proxy logged; 404 when the id is unknown."""
+    """Record feedback on a request this proxy logged, from the key that made it (or the admin
+    token); 404 when no such request was logged for this caller."""
     state = proxy_state(request)
-    state.auth.client(request)
-    route = await state.logbook.route_of(body.request_id)
-    if route is None:
+    admin = state.auth.is_admin(request)
+    caller = None if admin else state.auth.client(request)
+    owner = await state.logbook.owner_of(body.request_id)
+    # Another key's request is answered as if it did not exist: ids must not be probed.
+    if owner is None or not (admin or state.auth.open or owner[1] == caller):
         raise ApiError(
             404,
             f"No logged request has the id {body.request_id!r}; use the "
@@ -50,6 +53,7 @@ async def post_feedback(body: FeedbackIn, request: Request) -> dict[str, Any]:
             code="request_not_found",
             param="request_id",
         )
+    route = owner[0]
     feedback_id = f"fb_{uuid.uuid4().hex[:20]}"
     correction = body.correction
     if isinstance(correction, str):

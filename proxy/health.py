@@ -21,9 +21,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
-    """Ready once the logbook is open (spills replayed, interrupted seals finished)."""
-    if not proxy_state(request).logbook.is_open:
+    """Ready once the logbook is open (journals replayed, interrupted seals finished), and
+    while capture keeps up (not while rows wait on disk for a full queue or a failing disk)."""
+    logbook = proxy_state(request).logbook
+    if not logbook.is_open:
         return JSONResponse({"status": "starting"}, status_code=503)
+    if logbook.degraded is not None:
+        return JSONResponse({"status": "degraded", "reason": logbook.degraded}, status_code=503)
     return JSONResponse({"status": "ready"})
 
 

@@ -21,7 +21,9 @@ from starlette.types import Receive, Scope, Send
 
 from proxy.errors import error_body
 from proxy.exchange import Exchange
-from proxy.teacher import Upstream
+from proxy.teacher import Upstream, UpstreamTooLarge
+
+DONE = b"data: [DONE]"
 
 
 class RelayResponse(Response):
@@ -32,6 +34,7 @@ class RelayResponse(Response):
         exchange: Exchange,
         on_finish: Callable[[], None],
         t0: float,
+        done: tuple[bytes, ...] = (DONE,),
     ) -> None:
         self.upstream = upstream
         self.exchange = exchange
@@ -41,6 +44,16 @@ class RelayResponse(Response):
         self.init_headers(headers | {"cache-control": "no-cache"})
         self._t0 = t0
         self._rewriter = EventRewriter() if exchange.proxy_added_logprobs else None
+        self._finished = False
+        self._done = done  # what the event that ends the answer starts with, per surface
+        self._longest = max(len(d) for d in done)
+        self._tail = b""  # the end of the last chunk: a marker may be split across two
+        self._ending = False  # the last event has begun
+
+    def _finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self.on_finish()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         relay = asyncio.create_task(self._relay(send))
@@ -61,7 +74,7 @@ class RelayResponse(Response):
             with contextlib.suppress(Exception):
                 await self.upstream.close()
             self.exchange.status = 200
-            self.on_finish()
+            self._finish()
 
     async def _relay(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -71,12 +84,22 @@ class RelayResponse(Response):
                 if self.exchange.ttft_s is None:
                     self.exchange.ttft_s = time.perf_counter() - self._t0
                 self.exchange.chunks.append(chunk)
+                seen = self._tail + chunk
+                self._tail = seen[-self._longest :]
+                self._ending = self._ending or any(d in seen for d in self._done)
+                if self._ending and seen.endswith(b"\n\n"):  # the answer's last bytes:
+                    self.exchange.status = 200  # its row is journaled before they go out
+                    self._finish()
                 out = self._rewriter.feed(chunk) if self._rewriter else chunk
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
         except (aiohttp.ClientError, TimeoutError) as exc:
             # The teacher failed mid-stream: tell the client in the stream, as OpenAI does.
-            message = f"The teacher's stream broke off: {type(exc).__name__}."
+            message = (
+                f"The teacher's answer grew past max_response_bytes ({exc}); the stream was cut."
+                if isinstance(exc, UpstreamTooLarge)
+                else f"The teacher's stream broke off: {type(exc).__name__}."
+            )
             self.exchange.outcome = "upstream_error"
             self.exchange.error = message
             event = b"data: " + error_body(message, "upstream_error", "teacher_stream_error")

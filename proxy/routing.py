@@ -1,5 +1,5 @@
 """Which model answers each request: the per-request reads of the canary's weights, and the
-traffic counters of the current analysis interval that the canary loop judges.
+traffic counters the canary loop publishes and judges (summed over every replica).
 
 Per request the router answers three cheap questions: which student (if any) serves this
 request, whether a request the weights gave a student goes to the teacher instead (holdout,
@@ -12,16 +12,17 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from canary.controller import CanaryController, IntervalStats
-
-MAX_LATENCIES = 20_000  # per interval and side; the p95 of the newest is kept
+from canary.controller import CanaryController
+from canary.counters import bucket
 
 
 @dataclass
 class RouteTraffic:
-    """What one route's requests did during the current analysis interval."""
+    """What one route's requests did since this replica last published its counts (names as
+    in `IntervalStats`; latencies as histograms, so replicas' counts add up)."""
 
     student_requests: int = 0
     student_errors: int = 0
@@ -29,11 +30,11 @@ class RouteTraffic:
     teacher_errors: int = 0
     fallbacks: int = 0
     deferred: int = 0  # low-confidence answers the teacher answered instead
-    agree: int = 0
-    disagree: int = 0
+    shadow_agree: int = 0
+    shadow_disagree: int = 0
     shadow_errors: int = 0
-    student_latency: list[float] = field(default_factory=list)
-    teacher_latency: list[float] = field(default_factory=list)
+    student_latency: dict[str, int] = field(default_factory=dict)
+    teacher_latency: dict[str, int] = field(default_factory=dict)
 
     def served(self, by_student: bool, ok: bool, latency_s: float) -> None:
         if by_student:
@@ -44,9 +45,8 @@ class RouteTraffic:
             self.teacher_requests += 1
             self.teacher_errors += not ok
             latencies = self.teacher_latency
-        latencies.append(latency_s)
-        if len(latencies) > MAX_LATENCIES:  # a long inconclusive interval must stay bounded
-            del latencies[: MAX_LATENCIES // 2]
+        b = bucket(latency_s)
+        latencies[b] = latencies.get(b, 0) + 1
 
     def fell_back(self, reason: str) -> None:
         """A request the weights gave the student, answered by the teacher instead."""
@@ -60,30 +60,19 @@ class RouteTraffic:
     def compared(self, verdict: str) -> None:
         """One shadow or holdout pair: agree, disagree or error."""
         if verdict == "agree":
-            self.agree += 1
+            self.shadow_agree += 1
         elif verdict == "disagree":
-            self.disagree += 1
+            self.shadow_disagree += 1
         else:
             self.shadow_errors += 1
 
-    def stats(self) -> IntervalStats:
-        return IntervalStats(
-            student_requests=self.student_requests,
-            student_errors=self.student_errors,
-            teacher_requests=self.teacher_requests,
-            teacher_errors=self.teacher_errors,
-            student_p95_s=_p95(self.student_latency),
-            teacher_p95_s=_p95(self.teacher_latency),
-            shadow_agree=self.agree,
-            shadow_disagree=self.disagree,
-            shadow_errors=self.shadow_errors,
-            fallbacks=self.fallbacks,
-            deferred=self.deferred,
-        )
+    def counters(self) -> dict[str, Any]:
+        """The non-zero counts, JSON-able (what a replica publishes)."""
+        return {k: v for k, v in asdict(self).items() if v}
 
 
 class Traffic:
-    """Every route's counters of the current interval (the canary loop's `TrafficSource`)."""
+    """Every route's counts since they were last taken (the canary loop publishes them)."""
 
     def __init__(self, routes: Iterable[str]) -> None:
         self.routes = {name: RouteTraffic() for name in routes}
@@ -91,11 +80,16 @@ class Traffic:
     def __getitem__(self, route: str) -> RouteTraffic:
         return self.routes[route]
 
-    def interval(self, route: str) -> IntervalStats:
-        return self.routes[route].stats()
+    def take(self) -> dict[str, dict[str, Any]]:
+        """Each route's counts since the last take, and zero them (routes with none left out).
 
-    def reset(self, route: str) -> None:
-        self.routes[route] = RouteTraffic()
+        Runs on the event loop like the requests that count, so no count falls between."""
+        taken = {}
+        for name, counts in self.routes.items():
+            if counters := counts.counters():
+                taken[name] = counters
+                self.routes[name] = RouteTraffic()
+        return taken
 
 
 class Router:
@@ -116,8 +110,8 @@ class Router:
         weights = ctl.weights()
         if not weights:
             return None
-        bucket = int.from_bytes(hashlib.blake2b(sticky_key.encode(), digest_size=4).digest())
-        point = bucket % 10_000 / 100.0
+        hashed = int.from_bytes(hashlib.blake2b(sticky_key.encode(), digest_size=4).digest())
+        point = hashed % 10_000 / 100.0
         edge = 0.0
         for version in sorted(weights):
             edge += weights[version]
@@ -140,10 +134,3 @@ class Router:
         shadowed), so quality keeps being measured at 100%."""
         ctl = self.controllers.get(route)
         return ctl is not None and random.random() < ctl.holdout_share()
-
-
-def _p95(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]

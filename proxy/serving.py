@@ -30,25 +30,45 @@ SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 async def answer_with_student(
     state: ProxyState, route: RouteSettings, exchange: Exchange, version: str
 ) -> tuple[bytes, dict[str, str]] | None:
-    """The student's response body and headers, or None to let the teacher answer."""
+    """The student's chat response body and headers, or None to let the teacher answer."""
+    result = await student_answer(state, route, exchange, version, exchange.payload)
+    if result is None:
+        return None
+    if exchange.stream:
+        body = state.redactor.bytes(completion_sse(result.response, exchange.payload))
+        exchange.chunks = [body]
+        return body, dict(SSE_HEADERS)
+    body = state.redactor.bytes(orjson.dumps(result.response))
+    exchange.response_body = body
+    return body, {"content-type": "application/json"}
+
+
+async def student_answer(
+    state: ProxyState,
+    route: RouteSettings,
+    exchange: Exchange,
+    version: str,
+    payload: dict[str, Any],
+) -> StudentResult | None:
+    """The student's checked answer to the chat request `payload` (the chat form of any
+    surface), or None when the teacher is to answer: why is counted and kept on `exchange`."""
     metrics = state.metrics
     try:
         student = await state.students.get(route.name, int(version.removeprefix("v")))
     except (StudentError, OSError, ValueError):
         reason: str | None = "error"
     else:
-        unsupported = student.supports(exchange.payload)
+        unsupported = student.supports(payload)
         if unsupported is not None:
             metrics.student_bypassed.labels(route.name, unsupported).inc()
             return None
         reason = None
         try:
             result = await asyncio.wait_for(
-                student.complete(exchange.payload | {"stream": False}),
-                timeout=route.student_timeout_s,
+                student.complete(payload | {"stream": False}), timeout=route.student_timeout_s
             )
             rule = state.cascade.rule(route, version)
-            reason = fallback_reason(result, exchange.payload, route.confidence_floor, rule)
+            reason = fallback_reason(result, payload, route.confidence_floor, rule)
         except TimeoutError:
             reason = "timeout"
         except StudentError:
@@ -59,13 +79,7 @@ async def answer_with_student(
         exchange.tags = {"fallback": reason, "student": version}
         return None
     exchange.served_by = f"student:{version}"
-    if exchange.stream:
-        body = completion_sse(result.response, exchange.payload)
-        exchange.chunks = [body]
-        return body, dict(SSE_HEADERS)
-    body = orjson.dumps(result.response)
-    exchange.response_body = body
-    return body, {"content-type": "application/json"}
+    return result
 
 
 def fallback_reason(

@@ -32,9 +32,40 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above it)."
     )
+    default_route: str | None = Field(
+        None,
+        description="Route for pass-through calls that name no model (file uploads, GET "
+        "/v1/responses/{id}); null: the only route when there is one.",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A client must send a request's headers within this (slowloris)."
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="A client must send a request's body within this (408 beyond)."
+    )
     graceful_shutdown_s: float = Field(
         30.0, gt=0, description="How long SIGTERM waits for in-flight requests."
     )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_not_empty(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if any(not k.get_secret_value().strip() for k in keys):
+            raise ValueError(
+                "an empty key would let any client in; remove it (an empty list leaves the "
+                "proxy open, with a warning) or set a real key"
+            )
+        return keys
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_is_not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError(
+                "an empty admin token would open the admin API to anyone; remove it to "
+                "disable the admin API, or set a real token"
+            )
+        return token
 
 
 class StudentSettings(_Strict):
@@ -68,6 +99,15 @@ class RouteSettings(_Strict):
     capture: bool = Field(True, description="Log this route's calls to the logbook.")
     connect_timeout_s: float = Field(10.0, gt=0, description="Teacher connect timeout.")
     read_timeout_s: float = Field(600.0, gt=0, description="Longest wait for the next byte.")
+    total_timeout_s: float = Field(
+        600.0, gt=0, description="Longest wait for a whole non-streamed answer (headers+body)."
+    )
+    max_response_bytes: int = Field(
+        32 * 1024 * 1024,
+        gt=0,
+        description="Largest teacher answer relayed (a 502 beyond; a stream is cut with an "
+        "error event).",
+    )
     max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx before first byte.")
     retry_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each try.")
     capture_top_logprobs: int = Field(
@@ -112,6 +152,13 @@ class RouteSettings(_Strict):
         le=0,
         description="Override the students' rules: serve an answer whose signal is at least "
         "this (with cascade_signal).",
+    )
+    passthrough_body_limit: int = Field(
+        65_536,
+        ge=0,
+        description="Pass-through calls (embeddings, files, ...): JSON bodies up to this many "
+        "bytes are kept in the row; larger and binary ones are not (legacy completions, "
+        "training pairs, always are).",
     )
     input_cost_per_mtok: float | None = Field(
         None, ge=0, description="Override the price table: USD per million prompt tokens."

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from proxy.exchange import Exchange, build_row
+from logbook.surfaces import CHAT, as_chat
+from proxy.exchange import Exchange, build_row, parsed_answer
 from proxy.serving import fallback_reason
-from proxy.sse import reassemble
 from proxy.state import ProxyState, new_request_id
 from proxy.student_protocol import StudentError, StudentResult
 from retrain.students import exact_match, token_f1
@@ -50,7 +50,7 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
     teacher_text = teacher_answer(teacher)
     if teacher_text is None:
         return
-    payload = teacher.payload | {"stream": False}
+    payload = (teacher.chat or teacher.payload) | {"stream": False}
     started, result, error = time.perf_counter(), None, None
     try:
         student = await state.students.get(route.name, int(version.removeprefix("v")))
@@ -89,15 +89,20 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
         return
     shadow = Exchange(
         request_id=new_request_id(), route=route, started_at=teacher.started_at,
-        payload=payload, request_body=teacher.request_body, stream=False,
+        payload=payload, request_body=_chat_body(teacher, payload), stream=False,
         served_by=f"student:{version}", task=teacher.task, session_hash=teacher.session_hash,
         key_id=teacher.key_id, status=200 if result else 500,
         outcome="ok" if result else "error", error=error,
-        response_body=orjson.dumps(result.response) if result else None,
+        response_body=state.redactor.bytes(orjson.dumps(result.response)) if result else None,
         latency_s=latency, ttft_s=latency, shadow_pair_id=teacher.shadow_pair_id,
         tags=tags, shadow=True,
     )  # fmt: skip
-    state.logbook.submit(build_row(shadow, state.pricer))
+    state.logbook.submit(build_row(shadow, state.pricer, state.redactor))
+
+
+def _chat_body(teacher: Exchange, payload: dict[str, Any]) -> bytes:
+    # A shadow pair is a chat pair: a Responses or Messages request is kept in its chat form.
+    return teacher.request_body if teacher.endpoint == CHAT else orjson.dumps(payload)
 
 
 def _cascade_record(
@@ -117,13 +122,11 @@ def teacher_answer(exchange: Exchange) -> str | None:
     """The text of the teacher's first choice, or None when there is none to compare."""
     if exchange.status != 200 or exchange.outcome != "ok":
         return None
-    if exchange.stream:
-        response = reassemble(exchange.chunks).response
-    else:
-        try:
-            response = orjson.loads(exchange.response_body or b"null")
-        except orjson.JSONDecodeError:
-            return None
+    answer = parsed_answer(exchange)
+    try:
+        response = as_chat(exchange.endpoint, {}, answer)[1] if answer is not None else None
+    except ValueError:  # not a pair surface
+        return None
     if not isinstance(response, dict) or not response.get("choices"):
         return None
     message = response["choices"][0].get("message") or {}

@@ -21,6 +21,7 @@ from proxy.accounting import Accounting, Pricer
 from proxy.auth import Auth
 from proxy.cascade import Cascade
 from proxy.errors import ApiError
+from proxy.redaction import Redactor
 from proxy.routing import Router, Traffic
 from proxy.settings import ProxySettings, RouteSettings
 from proxy.student_backend import StudentPool
@@ -51,6 +52,7 @@ class ProxyState:
     pricer: Pricer
     auth: Auth
     students: StudentPool
+    redactor: Redactor
     router: Router | None = None
     drift: DriftMonitor | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)  # shadows in flight

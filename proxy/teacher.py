@@ -7,26 +7,41 @@ and 3.4 ms at 32 concurrent requests (its pool scans every connection per reques
 0.2-0.4 ms and 0.1-0.2 ms (measured on loopback against the fake teacher). Every other
 provider goes through litellm and is converted to OpenAI's shape.
 Both retry with backoff on 429, 5xx and connection errors, but only before the first byte:
-after that a retry could send the client two different answers.
+after that a retry could send the client two different answers. A Retry-After is honoured up
+to the route's own timeouts, never longer.
+
+Every byte that comes back is redacted (`proxy.redaction`): a provider's error may quote the
+key it was sent. Answers are bounded: a body over `max_response_bytes` is a 502, and a stream
+that grows past it is cut with an error event; neither is ever held whole beyond the cap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import orjson
 
 from monitoring.metrics import Metrics
-from proxy.errors import error_body, redact
+from proxy.errors import error_body
+from proxy.redaction import Redactor
 from proxy.settings import RouteSettings
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
-FORWARDED_HEADERS = ("x-request-id", "retry-after", "openai-processing-ms", "openai-version")
+ANTHROPIC_API_BASE = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
+FORWARDED_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "retry-after",
+    "openai-processing-ms",
+    "openai-version",
+)
 RETRY_STATUSES = {429, 500, 502, 503, 504, 529}
 MAX_RETRY_AFTER_S = 30.0
 
@@ -47,47 +62,80 @@ class Upstream:
     error: str | None = None
 
 
-class Teacher:
-    """Calls the routes' teachers; one instance (and one httpx client) per server."""
+class UpstreamTooLarge(aiohttp.ClientPayloadError):
+    """The teacher's answer grew past the route's max_response_bytes."""
 
-    def __init__(self, client: aiohttp.ClientSession, metrics: Metrics, secrets: list[str]) -> None:
+
+class Teacher:
+    """Calls the routes' teachers; one instance (and one aiohttp client) per server."""
+
+    def __init__(self, client: aiohttp.ClientSession, metrics: Metrics, redactor: Redactor) -> None:
         self.client = client
         self.metrics = metrics
-        self.secrets = secrets
+        self.redactor = redactor
 
     async def call(self, route: RouteSettings, payload: dict[str, Any], stream: bool) -> Upstream:
         """Send one chat completion to the route's teacher; errors come back as `Upstream`."""
         if route.passthrough:
-            return await self._passthrough(route, payload, stream)
+            return await self.post(route, "chat/completions", payload, stream)
         return await self._litellm(route, payload, stream)
 
     # -- OpenAI-compatible pass-through ------------------------------------------------------
 
-    async def _passthrough(
-        self, route: RouteSettings, payload: dict[str, Any], stream: bool
+    async def post(
+        self, route: RouteSettings, endpoint: str, payload: dict[str, Any], stream: bool
     ) -> Upstream:
-        base = (route.teacher_api_base or DEFAULT_API_BASE).rstrip("/")
-        headers = {"content-type": "application/json", "accept-encoding": "identity"}
-        if route.teacher_api_key is not None:
-            headers["authorization"] = f"Bearer {route.teacher_api_key.get_secret_value()}"
+        """POST a JSON request to the OpenAI-compatible `{teacher_api_base}/{endpoint}`."""
         body = orjson.dumps(payload | {"model": route.upstream_model})
+        return await self.send(route, openai_url(route, endpoint), body, openai_headers(route),
+                               stream)  # fmt: skip
+
+    async def anthropic(
+        self, route: RouteSettings, payload: dict[str, Any], stream: bool, version: str | None
+    ) -> Upstream:
+        """POST an Anthropic Messages request to `{teacher_api_base}/v1/messages`, as is."""
+        headers = {"content-type": "application/json", "accept-encoding": "identity",
+                   "anthropic-version": version or ANTHROPIC_VERSION}  # fmt: skip
+        if route.teacher_api_key is not None:
+            headers["x-api-key"] = route.teacher_api_key.get_secret_value()
+        base = (route.teacher_api_base or ANTHROPIC_API_BASE).rstrip("/")
+        url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        body = orjson.dumps(payload | {"model": route.upstream_model})
+        return await self.send(route, url, body, headers, stream)
+
+    async def send(
+        self,
+        route: RouteSettings,
+        url: str,
+        body: bytes | AsyncIterator[bytes] | None,
+        headers: dict[str, str],
+        stream: bool | Literal["relay"],
+        method: str = "POST",
+    ) -> Upstream:
+        """Send a request, retrying 429/5xx and connection errors before the first byte (a
+        body that is itself streamed is sent once: it cannot be read again). `stream` hands
+        back a successful answer as it arrives."""
+        # A stream may legitimately run for long; a whole answer has the route's total time.
         timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=route.connect_timeout_s, sock_read=route.read_timeout_s
+            total=None if stream else route.total_timeout_s,
+            sock_connect=route.connect_timeout_s,
+            sock_read=route.read_timeout_s,
         )
-        url = f"{base}/chat/completions"
-        for attempt in range(route.max_retries + 1):
-            last = attempt == route.max_retries
+        tries = route.max_retries + 1 if body is None or isinstance(body, bytes) else 1
+        for attempt in range(tries):
+            last = attempt == tries - 1
             try:
-                response = await self.client.post(
-                    url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-                )
+                response = await self.client.request(
+                    method, url, data=body, headers=headers, timeout=timeout,
+                    allow_redirects=False,
+                )  # fmt: skip
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 if isinstance(exc, aiohttp.ServerTimeoutError) and not isinstance(
                     exc, aiohttp.ConnectionTimeoutError
                 ):
                     return self._timed_out(route, exc)
                 if last:
-                    return self._unreachable(route, exc)
+                    return _no_more_tries(route, self._unreachable(route, exc))
                 self.metrics.teacher_retries.labels(route.name, "connect").inc()
                 await asyncio.sleep(_backoff(route, attempt, None))
                 continue
@@ -99,18 +147,32 @@ class Teacher:
                 self.metrics.teacher_retries.labels(route.name, str(response.status)).inc()
                 await asyncio.sleep(_backoff(route, attempt, retry_after))
                 continue
-            return await self._answer(route, response, stream)
+            answer = await self._answer(route, response, stream)
+            return _no_more_tries(route, answer) if answer.status in RETRY_STATUSES else answer
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _answer(
-        self, route: RouteSettings, response: aiohttp.ClientResponse, stream: bool
+        self,
+        route: RouteSettings,
+        response: aiohttp.ClientResponse,
+        stream: bool | Literal["relay"],
     ) -> Upstream:
-        headers = {k.lower(): v for k, v in response.headers.items() if _forwarded(k)}
+        headers = {
+            k.lower(): self.redactor.text(v) for k, v in response.headers.items() if _forwarded(k)
+        }
         headers["content-type"] = response.headers.get("content-type", "application/json")
-        if stream and response.status == 200:
-            return Upstream(200, headers, chunks=_chunks(response), close=_closer(response))
+        if stream and response.status < 400:
+            # A pass-through download is relayed, never held: the cap bounds held answers.
+            limit = sys.maxsize if stream == "relay" else route.max_response_bytes
+            # (No content-length: redaction may change the length; the relay is chunked.)
+            if stream == "relay" and "content-disposition" in response.headers:
+                headers["content-disposition"] = response.headers["content-disposition"]
+            chunks = _chunks(response, self.redactor, limit)
+            return Upstream(response.status, headers, chunks=chunks, close=_closer(response))
         try:
-            body = await response.read()
+            body = self.redactor.bytes(await _read(response, route.max_response_bytes))
+        except UpstreamTooLarge:
+            return self._too_large(route)
         except TimeoutError as exc:
             return self._timed_out(route, exc)
         except aiohttp.ClientError as exc:
@@ -129,26 +191,35 @@ class Teacher:
             openai_shaped = isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
         except orjson.JSONDecodeError:
             openai_shaped = False
-        if openai_shaped:  # already what an OpenAI client expects: pass it through untouched
-            message = redact(str(parsed["error"].get("message", "")), self.secrets)
+        if openai_shaped:  # already what an OpenAI client expects (and redacted): pass it on
+            message = str(parsed["error"].get("message", ""))
             return Upstream(status, headers, body=body, error=message)
-        snippet = redact(body[:300].decode("utf-8", "replace"), self.secrets)
+        snippet = body[:300].decode("utf-8", "replace")
         message = f"The teacher of route {route.name} returned HTTP {status}: {snippet}"
         headers["content-type"] = "application/json"
         body = error_body(message, "upstream_error", "teacher_error")
         return Upstream(status, headers, body=body, error=message)
 
     def _unreachable(self, route: RouteSettings, exc: Exception) -> Upstream:
-        detail = redact(f"{type(exc).__name__}: {exc}", self.secrets)
+        detail = self.redactor.text(f"{type(exc).__name__}: {exc}")
         message = f"The teacher of route {route.name} could not be reached ({detail})."
         body = error_body(message, "upstream_error", "teacher_unreachable")
+        return Upstream(502, {"content-type": "application/json"}, body=body, error=message)
+
+    def _too_large(self, route: RouteSettings) -> Upstream:
+        message = (
+            f"The teacher of route {route.name} answered more than {route.max_response_bytes} "
+            "bytes (max_response_bytes); the answer was not relayed."
+        )
+        body = error_body(message, "upstream_error", "teacher_answer_too_large")
         return Upstream(502, {"content-type": "application/json"}, body=body, error=message)
 
     def _timed_out(self, route: RouteSettings, exc: Exception) -> Upstream:
         message = (
             f"The teacher of route {route.name} did not answer within "
-            f"{route.read_timeout_s:g} s ({type(exc).__name__}); raise read_timeout_s if "
-            "answers are legitimately slow."
+            f"{route.read_timeout_s:g} s between bytes or {route.total_timeout_s:g} s in all "
+            f"({type(exc).__name__}); raise read_timeout_s or total_timeout_s if answers are "
+            "legitimately slow."
         )
         body = error_body(message, "upstream_error", "teacher_timeout")
         return Upstream(504, {"content-type": "application/json"}, body=body, error=message)
@@ -174,18 +245,74 @@ class Teacher:
             )
         except Exception as exc:  # litellm raises its own hierarchy, mapped once here
             status = int(getattr(exc, "status_code", 502) or 502)
-            message = redact(f"The teacher of route {route.name} failed: {exc}", self.secrets)
+            message = self.redactor.text(f"The teacher of route {route.name} failed: {exc}")
             body = error_body(message, "upstream_error", "teacher_error")
             return Upstream(status, {"content-type": "application/json"}, body=body, error=message)
         if not stream:
-            return Upstream(200, {"content-type": "application/json"}, body=_dump(result))
-        return Upstream(200, {"content-type": "text/event-stream"}, chunks=_sse(result))
+            body = self.redactor.bytes(_dump(result))
+            return Upstream(200, {"content-type": "application/json"}, body=body)
+        chunks = _redacted(_sse(result), self.redactor, route.max_response_bytes)
+        return Upstream(200, {"content-type": "text/event-stream"}, chunks=chunks)
 
 
-async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body as it arrives (transfer encoding removed, bytes otherwise untouched)."""
-    async for data in response.content.iter_any():
+def openai_url(route: RouteSettings, endpoint: str) -> str:
+    return f"{(route.teacher_api_base or DEFAULT_API_BASE).rstrip('/')}/{endpoint}"
+
+
+def openai_headers(route: RouteSettings) -> dict[str, str]:
+    headers = {"content-type": "application/json", "accept-encoding": "identity"}
+    if route.teacher_api_key is not None:
+        headers["authorization"] = f"Bearer {route.teacher_api_key.get_secret_value()}"
+    return headers
+
+
+def _no_more_tries(route: RouteSettings, upstream: Upstream) -> Upstream:
+    # The proxy has used its own retries: an SDK that retried too would turn one failing call
+    # into (1 + its retries) x (1 + ours) teacher calls. The official SDKs honour this header.
+    if route.max_retries > 0:
+        upstream.headers["x-should-retry"] = "false"
+    return upstream
+
+
+async def _chunks(
+    response: aiohttp.ClientResponse, redactor: Redactor, limit: int
+) -> AsyncIterator[bytes]:
+    """The body as it arrives (transfer encoding removed), redacted, up to `limit` bytes."""
+
+    async def raw() -> AsyncIterator[bytes]:
+        async for data in response.content.iter_any():
+            yield data
+
+    async for data in _redacted(raw(), redactor, limit):
         yield data
+
+
+async def _redacted(
+    chunks: AsyncIterator[bytes], redactor: Redactor, limit: int
+) -> AsyncIterator[bytes]:
+    stream, size = redactor.stream(), 0
+    async for data in chunks:
+        size += len(data)
+        if size > limit:
+            raise UpstreamTooLarge(f"the teacher's stream passed {limit} bytes")
+        if out := stream.feed(data):
+            yield out
+    if tail := stream.flush():
+        yield tail
+
+
+async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, refusing to hold more than `limit` bytes of it."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise UpstreamTooLarge(f"declared {declared} bytes")
+    parts, size = [], 0
+    async for data in response.content.iter_any():
+        size += len(data)
+        if size > limit:
+            raise UpstreamTooLarge(f"more than {limit} bytes")
+        parts.append(data)
+    return b"".join(parts)
 
 
 def _closer(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
@@ -212,13 +339,15 @@ async def _sse(stream: Any) -> AsyncIterator[bytes]:
 
 def _forwarded(name: str) -> bool:
     name = name.lower()
-    return name in FORWARDED_HEADERS or name.startswith("x-ratelimit-")
+    return name in FORWARDED_HEADERS or name.startswith(("x-ratelimit-", "anthropic-ratelimit-"))
 
 
 def _backoff(route: RouteSettings, attempt: int, retry_after: str | None) -> float:
     if retry_after:
+        # Never wait longer than the route would wait for an answer at all.
+        ceiling = min(MAX_RETRY_AFTER_S, route.read_timeout_s, route.total_timeout_s)
         try:
-            return min(float(retry_after), MAX_RETRY_AFTER_S)
+            return max(0.0, min(float(retry_after), ceiling))
         except ValueError:
             pass
     base: float = route.retry_backoff_s * (2**attempt)

@@ -17,6 +17,7 @@ offline_defaults()  # as every entry point does, before litellm or transformers 
 
 from apprentice.server import create_app  # noqa: E402
 from monitoring.metrics import Metrics  # noqa: E402
+from proxy.connections import guarded_protocol  # noqa: E402
 from tests.fakes.teacher import FakeTeacher  # noqa: E402
 
 CLIENT_KEY = "sk-client-test-key-123"
@@ -67,7 +68,7 @@ class RunningProxy:
                 log_level="warning",
                 lifespan="on",
                 loop="uvloop",
-                http="httptools",
+                http=guarded_protocol(config.server.header_timeout_s),
             )
         )
         self.thread = threading.Thread(target=self.server.run, name="proxy", daemon=True)

@@ -10,9 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from apprentice.cli import app
+from logbook.schema import RequestRow
 from tests.conftest import CLIENT_KEY, RunningProxy, proxy_config
 from tests.fakes.teacher import Failure, FakeTeacher
+from tests.logbook.rows import Row
+from tests.logbook.stores import BUCKET, bucket_store, open_logbook
 from tests.proxy.test_chat import client
+from tests.services.s3 import ACCESS_KEY, SECRET_KEY, STORE_ENV, S3Server
 
 
 def write_toml(path: Path, data_dir: Path) -> Path:
@@ -87,3 +91,46 @@ def test_export_a_curated_dataset_version(tmp_path: Path) -> None:
         app, ["export", "--route", "triage", "--dataset", "7", "--config", str(toml)]
     )
     assert missing.exit_code == 1 and "has no dataset v7" in missing.output
+
+
+def answered(request_id: str) -> RequestRow:
+    return Row(
+        request_id, route="triage",
+        request=json.dumps({"messages": [{"role": "user", "content": request_id}]}),
+        response=json.dumps({"choices": [{"message": {"role": "assistant", "content": "ok"}}]}),
+    )  # fmt: skip
+
+
+async def test_stats_and_export_read_every_replica_through_the_bucket(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    s3.create_bucket(BUCKET)
+    for replica in ("a", "b"):
+        logbook = await open_logbook(tmp_path / replica, bucket_store(s3, tmp_path / replica))
+        for i in range(6):
+            logbook.submit(answered(f"{replica}-{i}"))
+        await logbook.close()  # flushes and seals
+    toml = tmp_path / "a.toml"
+    store = s3.store_config(BUCKET, "prod")
+    toml.write_text(
+        f'data_dir = "{tmp_path / "cli"}"\n[store]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in store.items())
+        + '[[routes]]\nname = "triage"\nteacher = "openai/x"\n'
+    )
+    runner = CliRunner()
+    result = runner.invoke(app, ["stats", "--config", str(toml), "--json"], env=STORE_ENV)
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["total"]["rows"] == 12 and stats["store"].startswith(f"s3://{BUCKET}/prod at")
+    out = tmp_path / "ft.jsonl"
+    exported = runner.invoke(
+        app, ["export", "--route", "triage", "--config", str(toml), "-o", str(out)], env=STORE_ENV
+    )
+    assert exported.exit_code == 0, exported.output
+    assert len(out.read_text().splitlines()) == 12
+    unset = runner.invoke(app, ["stats", "--config", str(toml)], env={"TEST_S3_KEY": ""})
+    assert unset.exit_code == 2 and "store.access_key_id reads" in unset.output
+    s3.stop()
+    down = runner.invoke(app, ["stats", "--config", str(toml)], env=STORE_ENV)
+    assert down.exit_code == 1 and f"The store s3://{BUCKET}/prod" in down.output
+    assert ACCESS_KEY not in down.output and SECRET_KEY not in down.output

@@ -81,10 +81,12 @@ def test_example_config_documents_every_field() -> None:
     from monitoring.settings import DriftSettings
     from proxy.settings import ServerSettings, StudentSettings
     from retrain.settings import AugmentSettings, RetrainSettings
+    from store.settings import StoreSettings
 
     text = (Path(__file__).parents[2] / "apprentice.example.toml").read_text()
-    models = (ServerSettings, LogbookSettings, StudentSettings, RouteConfig, CurationSettings,
-              RetrainSettings, AugmentSettings, CanarySettings, DriftSettings)  # fmt: skip
+    models = (ServerSettings, LogbookSettings, StoreSettings, StudentSettings, RouteConfig,
+              CurationSettings, RetrainSettings, AugmentSettings, CanarySettings,
+              DriftSettings)  # fmt: skip
     missing = [
         f"{model.__name__}.{name}"
         for model in models
@@ -130,3 +132,56 @@ def test_commands_that_use_no_key_load_the_config_without_secrets() -> None:
     assert config.server.api_keys[0].get_secret_value() == "<unset APPRENTICE_API_KEY>"
     with pytest.raises(ConfigError, match="APPRENTICE_API_KEY"):
         load_config(path, {})
+
+
+@pytest.mark.parametrize(
+    ("raw", "environ", "message"),
+    [
+        ({"server": {"admin_token": ""}}, {}, "empty admin token would open the admin API"),
+        ({"server": {"admin_token": "   "}}, {}, "empty admin token would open the admin API"),
+        ({}, {"APPRENTICE_SERVER__ADMIN_TOKEN": ""}, "empty admin token would open the admin API"),
+        ({"server": {"api_keys": ["sk-real-key-1", ""]}}, {}, "empty key would let any client in"),
+    ],
+)
+def test_empty_secrets_are_refused_with_one_sentence(
+    raw: dict[str, object], environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        config_from_dict(raw, environ)
+    assert "Value error" not in str(refused.value)  # one plain sentence, no pydantic prefix
+
+
+def test_no_store_section_keeps_everything_in_data_dir(tmp_path: Path) -> None:
+    from store import Store, open_store
+
+    config = config_from_dict({"data_dir": str(tmp_path)}, {})
+    store = open_store(config.store, config.data_dir)
+    assert type(store) is Store and store.root == tmp_path
+
+
+def test_store_section_paths_env_overrides_and_errors(tmp_path: Path) -> None:
+    toml = tmp_path / "apprentice.toml"
+    toml.write_text('[store]\nurl = "shared"\n')
+    assert load_config(toml, {}).store.url == str(tmp_path / "shared")  # beside the file
+    env = {"APPRENTICE_STORE__URL": "s3://bucket/x", "APPRENTICE_STORE__REGION": "eu-west-1"}
+    assert config_from_dict({}, env).store.region == "eu-west-1"
+    with pytest.raises(ConfigError, match=r"store: endpoint_url applies to an s3:// url only"):
+        config_from_dict({"store": {"url": "/srv", "endpoint_url": "http://h:1"}}, {})
+    with pytest.raises(ConfigError, match=r"unknown key 'store\.bucket'"):
+        config_from_dict({"store": {"bucket": "b"}}, {})
+
+
+def test_store_keys_are_secrets_and_required_even_by_read_commands(tmp_path: Path) -> None:
+    toml = tmp_path / "apprentice.toml"
+    toml.write_text(
+        '[store]\nurl = "s3://bucket/x"\naccess_key_id = "env:S3_KEY"\n'
+        'secret_access_key = "env:S3_SECRET"\n'
+        '[server]\napi_keys = ["env:UNSET_CLIENT_KEY"]\n'
+    )
+    env = {"S3_KEY": "AKIAREALKEY", "S3_SECRET": "real-secret-value"}
+    config = load_config(toml, env, secrets_required=False)  # client keys may stay unset
+    assert config.store.secret_access_key is not None
+    assert config.store.secret_access_key.get_secret_value() == "real-secret-value"
+    assert "real-secret-value" not in repr(config) + str(config) + config.model_dump_json()
+    with pytest.raises(ConfigError, match=r"store\.secret_access_key reads .* S3_SECRET, which"):
+        load_config(toml, {"S3_KEY": "k"}, secrets_required=False)

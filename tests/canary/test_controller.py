@@ -136,6 +136,23 @@ def test_a_failed_check_rolls_back_at_once(
     assert interval(ctl, clock) == "none"
 
 
+def test_agreement_under_the_bar_within_noise_waits_for_more_pairs(clock: FakeClock) -> None:
+    # 8 of 10 is under 0.9, but a student agreeing 90% of the time scores 8 of 10 or less a
+    # quarter of the time: the interval goes on until the pairs decide, either way.
+    ctl = controller(clock, min_shadow_pairs=10)
+    ctl.start("v1")
+    noisy = replace(GOOD, shadow_agree=8, shadow_disagree=2, shadow_errors=0)
+    assert interval(ctl, clock, noisy) == "hold"
+    assert ctl.state == "shadow" and "within noise" in ctl.last_decision.reason  # type: ignore[union-attr]
+    assert interval(ctl, clock, replace(noisy, shadow_agree=27, shadow_disagree=3)) == "advance"
+    other = controller(clock, min_shadow_pairs=10)
+    other.start("v2")
+    assert interval(other, clock, replace(noisy, shadow_agree=4, shadow_disagree=6)) == "rollback"
+    third = controller(clock, min_shadow_pairs=10)
+    third.start("v3")  # 40 of 50 (0.8) is no longer noise: its upper bound is 0.88
+    assert interval(third, clock, replace(noisy, shadow_agree=40, shadow_disagree=10)) == "rollback"
+
+
 def test_too_little_traffic_waits_then_goes_on(clock: FakeClock) -> None:
     ctl = controller(clock)
     ctl.start("v1")

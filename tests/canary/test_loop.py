@@ -1,5 +1,6 @@
-"""The canary loop on a real logbook and registry, with the proxy's traffic counters and a fake
-clock: discovery, judgement, drift on its own interval, and the students' statuses it writes."""
+"""The canary loop on a real control plane (SQLite) and registry, with the proxy's traffic
+counters and a fake clock: discovery, judgement, drift on its own interval, and the students'
+statuses it writes."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from canary.loop import CanaryLoop, StudentRefused
 from canary.settings import CanarySettings
-from logbook.settings import LogbookSettings
-from logbook.writer import Logbook
+from cluster.control import open_control
 from monitoring.drift import build_reference
 from monitoring.drift_monitor import DriftMonitor
 from monitoring.metrics import Metrics
@@ -48,12 +48,12 @@ class Harness:
     def __init__(self, data_dir: Path, canary: CanarySettings, drift: DriftSettings) -> None:
         self.data_dir, self.clock = data_dir, FakeClock()
         self.metrics = Metrics(CollectorRegistry())
-        self.logbook = Logbook(data_dir, LogbookSettings(), self.metrics)
+        self.control = open_control(str(data_dir / "control.sqlite3"), "test")
         self.traffic = Traffic(["r"])
         self.drift = DriftMonitor(self.metrics, {"r": drift}, clock=self.clock)
         self.retrains: list[str] = []
         self.loop = CanaryLoop(
-            data_dir, {"r": canary}, logbook=self.logbook, drift=self.drift,
+            data_dir, {"r": canary}, control=self.control, drift=self.drift,
             traffic=self.traffic, metrics=self.metrics, on_retrain=self.retrains.append,
             clock=self.clock,
         )  # fmt: skip
@@ -77,10 +77,9 @@ class Harness:
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     h = Harness(tmp_path, FAST, DriftSettings(interval_s=30, min_prompts=20, window_size=50))
-    await h.logbook.open(background=False)
     await h.loop.open()
     yield h
-    await h.logbook.close()
+    h.control.close()
 
 
 async def test_a_candidate_is_discovered_judged_promoted_and_the_registry_says_so(
@@ -120,8 +119,7 @@ async def test_a_failed_check_rolls_back_the_candidate_and_the_student_it_served
         await h.tick(10)
     register(h.data_dir, 2)
     await h.tick()
-    h.loop.set_weight("r", "v2", 50)  # v2 serves half, v1 the rest
-    await h.loop.persist()
+    await h.loop.set_weight("r", "v2", 50)  # v2 serves half, v1 the rest (stored at once)
     assert statuses(h.data_dir) == {"v1": "promoted", "v2": "canary"}
     counters = h.traffic["r"]
     for _ in range(10):
@@ -141,7 +139,6 @@ async def test_drift_is_scored_on_its_own_interval_and_acts_on_a_promoted_studen
     drift = DriftSettings(interval_s=5, min_prompts=20, window_size=50, trigger_retrain=True)
     slow_canary = FAST.model_copy(update={"interval_s": 1000})
     h = Harness(tmp_path, slow_canary, drift)
-    await h.logbook.open(background=False)
     await h.loop.open()
     register(tmp_path, 1)
     await h.tick()
@@ -164,16 +161,16 @@ async def test_drift_is_scored_on_its_own_interval_and_acts_on_a_promoted_studen
     assert h.retrains == ["r"]
     await h.tick(5)
     assert h.retrains == ["r"]  # asked once per reference, not once per run
-    await h.logbook.close()
+    h.control.close()
 
 
 async def test_manual_controls_refuse_students_that_cannot_serve(harness: Harness) -> None:
     register(harness.data_dir, 1, status="rejected")
     with pytest.raises(StudentRefused, match="rejected by its gate") as refused:
-        harness.loop.start("r", "v1")
+        await harness.loop.start("r", "v1")
     assert refused.value.code == "student_rejected"
     with pytest.raises(StudentRefused, match="no registered student v7") as missing:
-        harness.loop.set_weight("r", "v7", 10)
+        await harness.loop.set_weight("r", "v7", 10)
     assert missing.value.code == "student_not_found"
     assert harness.loop.controllers["r"].state == "idle"
 
@@ -182,22 +179,20 @@ async def test_state_restored_at_open_is_written_to_a_registry_that_lacks_it(
     tmp_path: Path,
 ) -> None:
     h = Harness(tmp_path, FAST, DriftSettings())
-    await h.logbook.open(background=False)
     await h.loop.open()
     register(tmp_path, 1)
     await h.tick()
     h.loop.controllers["r"].promote()
     await h.loop.persist()
-    await h.logbook.close()
+    h.control.close()
     (students.student_dir(tmp_path, "r", 1) / "status.json").unlink()  # an older data_dir
     assert statuses(tmp_path) == {"v1": "candidate"}
 
     again = Harness(tmp_path, FAST, DriftSettings())
-    await again.logbook.open(background=False)
     await again.loop.open()
     assert again.loop.controllers["r"].state == "promoted"
     assert statuses(tmp_path) == {"v1": "promoted"}
-    await again.logbook.close()
+    again.control.close()
 
 
 async def test_a_calibrated_student_defers_without_rollback_and_its_prediction_is_exported(

@@ -17,6 +17,7 @@ from logbook.schema import ROW_SCHEMA_VERSION, arrow_schema
 from logbook.sealing import segment_path
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
+LOGBOOK = "0123456789ab0123456789ab01234567"  # the identity segments of these tests carry
 _ids = itertools.count(1)
 
 
@@ -91,7 +92,7 @@ def write_segment(
     first = first_seq if first_seq is not None else next(_ids) * 1000
     schema = pa.schema([pa.field("seq", pa.int64()), *arrow_schema(table)])
     data = [{"seq": first + i, **row} for i, row in enumerate(rows)]
-    path = segment_path(data_dir, table, route, T0.date(), first, first + len(rows) - 1)
+    path = segment_path(data_dir, table, route, T0.date(), first, first + len(rows) - 1, LOGBOOK)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(data, schema=schema), path)
     return path

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import duckdb
 import pytest
 
+from cluster.control import open_control
 from demo.task import teacher_answer
 from demo.view import metric_value
 from logbook.segments import open_segments
@@ -33,33 +34,24 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
-def transitions(data_dir: Path) -> list[tuple[str, str, str, str]]:
-    con = duckdb.connect(str(data_dir / "apprentice.duckdb"), read_only=True)
+def history(data_dir: Path) -> list[dict[str, Any]]:
+    """The route's canary transitions, from the control plane the demo's server kept."""
+    control = open_control(f"sqlite:///{data_dir / 'control.sqlite3'}", "test")
     try:
-        return [
-            (str(v), f, t, r)
-            for v, f, t, r in con.execute(
-                "SELECT version, from_state, to_state, reason FROM canary_transitions "
-                "WHERE route = ? ORDER BY seq",
-                [ROUTE],
-            ).fetchall()
-        ]
+        return control.history(ROUTE)
     finally:
-        con.close()
+        control.close()
+
+
+def transitions(data_dir: Path) -> list[tuple[str, str, str, str]]:
+    return [(str(t["version"]), t["from_state"], t["to_state"], t["reason"])
+            for t in history(data_dir)]  # fmt: skip
 
 
 def off_traffic_at(data_dir: Path) -> datetime:
-    con = duckdb.connect(str(data_dir / "apprentice.duckdb"), read_only=True)
-    try:
-        row = con.execute(
-            "SELECT min(made_at) FROM canary_transitions WHERE route = ? AND version = 'v1' "
-            "AND to_state IN ('rolled_back', 'paused')",
-            [ROUTE],
-        ).fetchone()
-    finally:
-        con.close()
-    assert row is not None and row[0] is not None
-    return row[0]  # type: ignore[no-any-return]
+    at = min(t["at"] for t in history(data_dir)
+             if t["version"] == "v1" and t["to_state"] in ("rolled_back", "paused"))  # fmt: skip
+    return datetime.fromtimestamp(at, UTC).replace(tzinfo=None)
 
 
 def metric(data_dir: Path, name: str, label: str) -> float:

@@ -1,31 +1,47 @@
-"""A fake OpenAI-compatible teacher: a real HTTP/1.1 server on loopback, in its own thread.
+"""A fake teacher: a real HTTP/1.1 server on loopback, in its own thread, that speaks the wire
+formats of the official OpenAI and Anthropic clients.
 
-It is the only fake in the tests (the teacher provider is outside the project). It writes its
-SSE streams in pieces split at arbitrary byte boundaries, can be slow between chunks, and can
-be told to fail the next requests with 429/500 or to drop the connection. Every request it
-receives is recorded for assertions.
+It is the only fake in the tests (the teacher provider is outside the project). It answers
+chat completions, the Responses API, embeddings, legacy completions, model look-ups and
+Anthropic Messages, every surface by the same rule (`answers.py`). It writes its SSE streams
+in pieces split at arbitrary byte boundaries, can be slow before answering and between
+chunks, and can be told to fail the next requests (any status, any body, or a dropped
+connection). Every request it receives is recorded for assertions.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
+import re
 import socket
-import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from demo.loopback import LoopbackServer
+from tests.fakes import embeddings
+from tests.fakes.chat import ChatApi
+from tests.fakes.completions import CompletionsApi
+from tests.fakes.errors import ApiError, ErrorShape, anthropic_error, openai_error
+from tests.fakes.messages import MessagesApi
+from tests.fakes.responses import ResponsesApi
+from tests.fakes.wire import (
+    Reply,
+    Request,
+    parse_json,
+    read_request,
+    split,
+    write_json,
+    write_stream,
+)
 
-
-def reader_closed(w: asyncio.StreamWriter) -> bool:
-    transport = w.transport
-    return bool(getattr(transport, "_conn_lost", 0))
+MODEL_CREATED = 1_700_000_000  # a fixed date, so that model objects compare across runs
 
 
 @dataclass
@@ -33,22 +49,42 @@ class Failure:
     """What to do instead of answering one request."""
 
     status: int = 500
-    body: bytes | None = None  # default: an OpenAI-shaped error
+    body: bytes | None = None  # default: an error in the endpoint's own shape
     retry_after: float | None = None
     drop_connection: bool = False
 
 
 @dataclass
 class Received:
-    path: str
+    path: str  # the request target as sent, query included
     headers: dict[str, str]
-    body: dict[str, Any]
+    body: dict[str, Any]  # {} when the body was empty or not a JSON object
+    method: str = "POST"
+    raw: bytes = b""
+
+
+@dataclass
+class Call:
+    """One routed request, as a surface's handler sees it."""
+
+    request: Request
+    payload: dict[str, Any]
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    tail: re.Pattern[str]  # matched at the end of the path, so any base-URL prefix works
+    handler: Callable[[Call], Reply]
+    anthropic: bool = False  # errors in Anthropic's shape
+    spares_failures: bool = False  # never consumes a queued Failure (a health probe)
 
 
 @dataclass
 class FakeTeacher(LoopbackServer):
-    """Answers chat completions by rule: `echo: <last user text>`, tool calls when tools are
-    offered (and the text mentions "weather"), JSON when response_format asks for it."""
+    """Answers every surface by rule: `echo: <last user text>`, a tool call when tools are
+    offered (and the text mentions "weather"), JSON when the request asks for it."""
 
     latency_s: float = 0.0
     chunk_delay_s: float = 0.0
@@ -56,7 +92,8 @@ class FakeTeacher(LoopbackServer):
     model: str = "fake-teacher-1"
     failures: deque[Failure] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
-    answer: Any = None  # optional callable(request_body) -> str content
+    answer: Any = None  # optional callable(request_body) -> str content, on every surface
+    mutate: Any = None  # optional callable(answer dict) -> dict: odd answers on purpose
     streams_aborted: int = 0  # streams the other side closed before the end
 
     thread_name = "fake teacher"
@@ -64,9 +101,69 @@ class FakeTeacher(LoopbackServer):
     def __post_init__(self) -> None:
         self._init_server()
         self._rng = random.Random(self.split_seed)
+        self.chat = ChatApi(self)
+        self.responses = ResponsesApi(self)
+        self.messages = MessagesApi(self)
+        self.completions = CompletionsApi(self)
+        self.routes = self._routes()
 
     def fail_next(self, *failures: Failure) -> None:
         self.failures.extend(failures)
+
+    # The chat surface's builders, kept here for the tests that call them directly.
+
+    def completion(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self.chat.completion(payload)
+
+    def chunks(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.chat.chunks(payload)
+
+    def content_for(self, payload: dict[str, Any]) -> str:
+        return self.chat.content_for(payload)
+
+    def tool_call(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        return self.chat.tool_call(payload)
+
+    def logprobs(self, content: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.chat.logprobs(content, payload)
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def _routes(self) -> list[Route]:
+        def route(method: str, tail: str, handler: Callable[[Call], Reply], **kw: bool) -> Route:
+            return Route(method, re.compile(tail + "$"), handler, **kw)
+
+        responses, one = self.responses, r"/responses/(?P<id>[^/]+)"
+        return [  # first match wins: /chat/completions before /completions
+            route("GET", r"/models", self._model_list, spares_failures=True),
+            route("GET", r"/models/(?P<id>[^/]+)", self._model),
+            route("POST", r"/chat/completions", lambda c: self.chat.create(c.payload)),
+            route("POST", r"/completions", lambda c: self.completions.create(c.payload)),
+            route("POST", r"/embeddings", lambda c: embeddings.create(self, c.payload)),
+            route("POST", r"/responses", lambda c: responses.create(c.payload)),
+            route("GET", one, lambda c: responses.retrieve(c.params["id"])),
+            route("DELETE", one, lambda c: responses.delete(c.params["id"])),
+            route("POST", r"/messages", lambda c: self.messages.create(c.payload), anthropic=True),
+        ]
+
+    def _match(self, request: Request) -> tuple[Route | None, dict[str, str]]:
+        for route in self.routes:
+            found = route.tail.search(request.path)
+            if found and route.method == request.method:
+                return route, found.groupdict()
+        return None, {}
+
+    def _model_list(self, call: Call) -> Reply:
+        return Reply(body={"object": "list", "data": []})
+
+    def _model(self, call: Call) -> Reply:
+        model_id = call.params["id"]
+        if "anthropic-version" in call.request.headers:  # the same path, Anthropic's ModelInfo
+            created = datetime.fromtimestamp(MODEL_CREATED, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            info: dict[str, Any] = {"type": "model", "id": model_id, "display_name": model_id}
+            return Reply(body=info | {"created_at": created, "lifecycle": "active"})
+        info = {"id": model_id, "object": "model", "created": MODEL_CREATED}
+        return Reply(body=info | {"owned_by": "fake-teacher"})
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -75,212 +172,89 @@ class FakeTeacher(LoopbackServer):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        headers[k.strip().lower()] = v.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                if not await self._respond(method, path, headers, body, writer):
-                    break
+            while await self._respond(await read_request(reader), writer):
+                pass
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        except ValueError:  # a request line or a chunk size that is not HTTP: hang up
+            pass
+        except asyncio.CancelledError:
+            # stop() cancels idle keep-alive connections; Python 3.11's stream callback calls
+            # task.exception() on a cancelled task and logs it as an error. End quietly.
             pass
         finally:
             writer.close()
 
-    async def _respond(
-        self, method: str, path: str, headers: dict[str, str], raw: bytes, w: asyncio.StreamWriter
-    ) -> bool:
-        payload = json.loads(raw) if raw else {}
-        self.received.append(Received(path, headers, payload))
-        if path.endswith("/models"):
-            await self._send(w, 200, orjson.dumps({"object": "list", "data": []}))
-            return True
-        if self.failures:
+    async def _respond(self, request: Request, w: asyncio.StreamWriter) -> bool:
+        """Answer one request; False to close the connection."""
+        payload, is_json = parse_json(request.raw)
+        self.received.append(
+            Received(request.target, request.headers, payload, request.method, request.raw)
+        )
+        route, params = self._match(request)
+        anthropic = "anthropic-version" in request.headers or bool(route and route.anthropic)
+        shape: ErrorShape = anthropic_error if anthropic else openai_error
+        headers = {"x-request-id": f"fake-{len(self.received)}"}
+        if anthropic:
+            headers["request-id"] = f"req_fake{len(self.received):020d}"
+        if self.failures and not (route and route.spares_failures):
             failure = self.failures.popleft()
             if failure.drop_connection:
                 return False
-            extra = {"retry-after": str(failure.retry_after)} if failure.retry_after else {}
-            body = failure.body or orjson.dumps(
-                {
-                    "error": {
-                        "message": f"fake failure {failure.status}",
-                        "type": "server_error",
-                        "param": None,
-                        "code": None,
-                    }
-                }
+            await self._fail(w, failure, shape, headers)
+            return request.keep_alive
+        reply = await self._reply(route, Call(request, payload, params), is_json)
+        if isinstance(reply, ApiError):
+            error = shape(
+                reply.status,
+                reply.message,
+                param=reply.param,
+                code=reply.code,
+                request_id=headers.get("request-id", ""),
             )
-            await self._send(w, failure.status, body, extra)
-            return True
+            reply = Reply(reply.status, error)
+        await self._send(w, reply, headers)
+        return request.keep_alive
+
+    async def _reply(self, route: Route | None, call: Call, is_json: bool) -> Reply | ApiError:
+        request = call.request
+        if route is None:
+            return ApiError(404, f"Invalid URL ({request.method} {request.path})")
+        if not is_json:
+            return ApiError(
+                400, "We could not parse the JSON body of your request: it is not a JSON object."
+            )
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
-        if payload.get("stream"):
-            await self._stream(w, payload)
-        else:
-            await self._send(w, 200, orjson.dumps(self.completion(payload)))
-        return True
-
-    async def _send(
-        self, w: asyncio.StreamWriter, status: int, body: bytes, extra: dict[str, str] | None = None
-    ) -> None:
-        head = f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
-        head += f"content-length: {len(body)}\r\nx-request-id: fake-{len(self.received)}\r\n"
-        for k, v in (extra or {}).items():
-            head += f"{k}: {v}\r\n"
-        w.write(head.encode() + b"\r\n" + body)  # one write: no Nagle stall
-        await w.drain()
-
-    async def _stream(self, w: asyncio.StreamWriter, payload: dict[str, Any]) -> None:
-        head = (
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            "transfer-encoding: chunked\r\n\r\n"
-        )
-        w.write(head.encode())
-        events = b"".join(
-            b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in self.chunks(payload)
-        )
-        events += b"data: [DONE]\n\n"
         try:
-            for piece in self._split(events):
-                w.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-                await w.drain()
-                if self.chunk_delay_s:
-                    await asyncio.sleep(self.chunk_delay_s)
-                if w.is_closing() or reader_closed(w):
-                    raise ConnectionResetError
-            w.write(b"0\r\n\r\n")
-            await w.drain()
+            return route.handler(call)
+        except ApiError as exc:
+            return exc
+
+    async def _fail(
+        self, w: asyncio.StreamWriter, failure: Failure, shape: ErrorShape, headers: dict[str, str]
+    ) -> None:
+        if failure.retry_after:
+            headers["retry-after"] = str(failure.retry_after)
+        message = f"fake failure {failure.status}"
+        request_id = headers.get("request-id", "")
+        body = failure.body or orjson.dumps(shape(failure.status, message, request_id=request_id))
+        await write_json(w, failure.status, body, headers)
+
+    async def _send(self, w: asyncio.StreamWriter, reply: Reply, headers: dict[str, str]) -> None:
+        if reply.stream is None:
+            await write_json(w, reply.status, orjson.dumps(reply.body), headers)
+            return
+        pieces = split(reply.stream, None if self.split_seed is None else self._rng)
+        try:
+            await write_stream(w, pieces, headers, self.chunk_delay_s)
         except ConnectionError:
             self.streams_aborted += 1
             raise
 
-    def _split(self, data: bytes) -> list[bytes]:
-        if self.split_seed is None:
-            return [e + b"\n\n" for e in data.split(b"\n\n") if e]
-        pieces, i = [], 0
-        while i < len(data):
-            step = self._rng.randint(1, 40)
-            pieces.append(data[i : i + step])
-            i += step
-        return pieces
-
-    # -- answers ---------------------------------------------------------------------------
-
-    def content_for(self, payload: dict[str, Any]) -> str:
-        if self.answer is not None:
-            return str(self.answer(payload))
-        last = payload["messages"][-1]["content"]
-        if isinstance(last, list):
-            last = " ".join(p["text"] for p in last if isinstance(p, dict) and p.get("text"))
-        fmt = payload.get("response_format") or {}
-        if fmt.get("type") in ("json_object", "json_schema"):
-            return json.dumps({"echo": last})
-        return f"echo: {last}"
-
-    def tool_call(self, payload: dict[str, Any]) -> dict[str, Any] | None:
-        tools = payload.get("tools") or []
-        if not tools or "weather" not in json.dumps(payload["messages"][-1]):
-            return None
-        name = tools[0]["function"]["name"]
-        return {
-            "id": "call_1",
-            "type": "function",
-            "function": {"name": name, "arguments": json.dumps({"city": "Paris"})},
-        }
-
-    def completion(self, payload: dict[str, Any]) -> dict[str, Any]:
-        n = int(payload.get("n") or 1)
-        content = self.content_for(payload)
-        call = self.tool_call(payload)
-        choices = []
-        for i in range(n):
-            message: dict[str, Any] = {"role": "assistant", "content": None if call else content}
-            if call:
-                message["tool_calls"] = [call]
-            choice: dict[str, Any] = {
-                "index": i,
-                "message": message,
-                "finish_reason": "tool_calls" if call else "stop",
-            }
-            if payload.get("logprobs"):
-                choice["logprobs"] = {"content": self.logprobs(content, payload)}
-            choices.append(choice)
-        words = content.split()
-        return {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.model,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": 11,
-                "completion_tokens": len(words) * n,
-                "total_tokens": 11 + len(words) * n,
-            },
-        }
-
-    def logprobs(self, content: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        k = int(payload.get("top_logprobs") or 0)
-        out = []
-        for word in content.split(" "):
-            top = [{"token": word, "logprob": -0.01, "bytes": None}]
-            top += [{"token": f"alt{j}", "logprob": -5.0 - j, "bytes": None} for j in range(k - 1)]
-            out.append({"token": word, "logprob": -0.01, "bytes": None, "top_logprobs": top[:k]})
-        return out
-
-    def chunks(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        full = self.completion(payload)
-        base = {k: full[k] for k in ("id", "created", "model")} | {
-            "object": "chat.completion.chunk"
-        }
-        out = []
-        for choice in full["choices"]:
-            i, message = choice["index"], choice["message"]
-            out.append(
-                base
-                | {"choices": [{"index": i, "delta": {"role": "assistant"}, "finish_reason": None}]}
-            )
-            if message.get("tool_calls"):
-                call = message["tool_calls"][0]
-                args = call["function"]["arguments"]
-                first = {
-                    "index": 0,
-                    "id": call["id"],
-                    "type": "function",
-                    "function": {"name": call["function"]["name"], "arguments": ""},
-                }
-                out.append(base | {"choices": [{"index": i, "delta": {"tool_calls": [first]}}]})
-                for part in (args[: len(args) // 2], args[len(args) // 2 :]):
-                    delta = {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}
-                    out.append(base | {"choices": [{"index": i, "delta": delta}]})
-            else:
-                words = message["content"].split(" ")
-                for j, word in enumerate(words):
-                    piece = word if j == 0 else " " + word
-                    c: dict[str, Any] = {
-                        "index": i,
-                        "delta": {"content": piece},
-                        "finish_reason": None,
-                    }
-                    if choice.get("logprobs"):
-                        c["logprobs"] = {"content": [choice["logprobs"]["content"][j]]}
-                    out.append(base | {"choices": [c]})
-            out.append(
-                base
-                | {"choices": [{"index": i, "delta": {}, "finish_reason": choice["finish_reason"]}]}
-            )
-        if (payload.get("stream_options") or {}).get("include_usage"):
-            out.append(base | {"choices": [], "usage": full["usage"]})
-        return out
-
 
 if __name__ == "__main__":  # `python -m tests.fakes.teacher --port P`: the benchmarks' teacher
-    parser = argparse.ArgumentParser(description="the fake OpenAI-compatible teacher")
+    parser = argparse.ArgumentParser(description="the fake OpenAI and Anthropic teacher")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-s", type=float, default=0.0)
     args = parser.parse_args()

@@ -19,6 +19,6 @@ def Row(request_id: str, route: Any = "r", **changes: Any) -> RequestRow:
         outcome="ok", error=None, finish_reason="stop", truncated=False, latency_ms=1.0,
         ttft_ms=1.0, prompt_tokens=1, completion_tokens=1, total_tokens=2,
         usage_estimated=False, cost_usd=None, stream=False, tags=None, key_id=None,
-        teacher_logprobs=None, shadow_pair_id=None,
+        teacher_logprobs=None, shadow_pair_id=None, endpoint="chat/completions",
     )  # fmt: skip
     return RequestRow(**(values | changes))

@@ -69,7 +69,8 @@ async def test_a_logbook_made_by_migration_1_alone_is_upgraded_and_keeps_its_row
     await logbook.open(background=False)
     assert await logbook.run(schema_version) == len(MIGRATIONS)
     assert await logbook.run(lambda con: table_columns(con, "requests")) == declared("requests")
-    assert await logbook.route_of("old-1") == "r"
+    assert await logbook.owner_of("old-1") == ("r", None)  # logged before key ids were kept
+    assert len(logbook.identity) == 32  # an old file gets its identity when upgraded
     logbook.submit(Row("new-1"))
     await logbook.close()
     con = open_segments(tmp_path)

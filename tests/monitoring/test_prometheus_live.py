@@ -50,7 +50,7 @@ def binary(name: str) -> str:
     """A Prometheus binary; a skip outside CI, a failure in CI (where it must be installed)."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} not found: install Debian's `prometheus` package to run this test"
+        message = f"{name} not found: `sudo apt-get install prometheus` (Debian) runs this test"
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail(message)
         pytest.skip(message)

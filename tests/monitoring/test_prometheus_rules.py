@@ -30,7 +30,7 @@ def promtool() -> str:
     """The promtool binary; a skip outside CI, a failure in CI (where it must be installed)."""
     path = shutil.which("promtool")
     if path is None:
-        message = "promtool not found: install Debian's `prometheus` package to run rule tests"
+        message = "promtool not found: `sudo apt-get install prometheus` (Debian) runs rule tests"
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail(message)
         pytest.skip(message)

@@ -65,7 +65,9 @@ def test_accounting_counts_tokens_and_cost_paid_or_avoided() -> None:
     metrics = Metrics(CollectorRegistry())
     pricer = Pricer({"r": (1e-6, 2e-6)})
     accounting = Accounting(metrics, pricer)
-    accounting.count(Row("a", prompt_tokens=10, completion_tokens=5, response="{}"))
+    # The teacher's cost is the row's own (priced when it was built); a student's is avoided.
+    accounting.count(Row("a", prompt_tokens=10, completion_tokens=5, response="{}",
+                         cost_usd=20e-6))  # fmt: skip
     accounting.count(Row("b", served_by="student:v1", prompt_tokens=10, completion_tokens=5,
                          response="{}"))  # fmt: skip
     accounting.count(Row("c", status=502, prompt_tokens=3, completion_tokens=None))

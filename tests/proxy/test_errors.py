@@ -80,11 +80,13 @@ def test_oversize_body_is_413(tmp_path: Path, teacher: FakeTeacher) -> None:
         assert logged(running) == []
 
 
-def test_unsupported_endpoints_and_methods_are_refused_clearly(proxy: RunningProxy) -> None:
-    embeddings = httpx.post(f"{proxy.base_url}/embeddings", json={"input": "x"}, headers=AUTH)
-    assert embeddings.status_code == 404
-    assert error_of(embeddings)["code"] == "unsupported_endpoint"
-    wrong_method = httpx.get(f"{proxy.base_url}/chat/completions", headers=AUTH)
+def test_unsupported_paths_and_methods_are_refused_clearly(proxy: RunningProxy) -> None:
+    # Not a 404: clients read a 404 as an unknown model.
+    elsewhere = httpx.post(f"{proxy.url}/v2/chat", json={"input": "x"}, headers=AUTH)
+    assert elsewhere.status_code == 501
+    error = error_of(elsewhere)
+    assert error["code"] == "unsupported_endpoint" and "/v1/messages" in str(error["message"])
+    wrong_method = httpx.delete(f"{proxy.base_url}/feedback", headers=AUTH)
     assert wrong_method.status_code == 405
     assert error_of(wrong_method)["code"] == "method_not_allowed"
 

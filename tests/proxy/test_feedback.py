@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from logbook.segments import open_segments
-from tests.conftest import CLIENT_KEY, RunningProxy
+from tests.conftest import ADMIN_TOKEN, CLIENT_KEY, RunningProxy, proxy_config
+from tests.fakes.teacher import FakeTeacher
 from tests.proxy.test_chat import client
 
 AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
@@ -79,8 +82,8 @@ def test_feedback_needs_a_client_key(proxy: RunningProxy) -> None:
 
 
 def test_feedback_right_after_a_stream_ends_is_accepted(proxy: RunningProxy) -> None:
-    # The client has the whole stream before the server has queued the exchange: the id must
-    # be known from the request's start.
+    # The row is journaled and queued before the stream's last chunk goes out, so feedback
+    # posted the moment the client has it finds the request.
     c = client(proxy)
     for i in range(20):
         with c.chat.completions.with_streaming_response.create(
@@ -93,3 +96,45 @@ def test_feedback_right_after_a_stream_ends_is_accepted(proxy: RunningProxy) -> 
             f"{proxy.base_url}/feedback", json={"request_id": request_id, "score": 1}, headers=AUTH
         )
         assert posted.status_code == 200, posted.text
+
+
+def test_feedback_is_bound_to_the_key_that_made_the_request(tmp_path: Path) -> None:
+    other_key = "sk-client-other-key-999"
+    with FakeTeacher() as teacher:
+        config = proxy_config(tmp_path / "data", teacher)
+        server = config.server.model_copy(
+            update={"api_keys": [*config.server.api_keys, SecretStr(other_key)]}
+        )
+        with RunningProxy(config.model_copy(update={"server": server})) as proxy:
+            raw = client(proxy).chat.completions.with_raw_response.create(
+                model="triage", messages=[{"role": "user", "content": "mine"}]
+            )
+            request_id = raw.headers["x-apprentice-request-id"]
+            body = {"request_id": request_id, "score": -1, "correction": "B's text"}
+            stranger = httpx.post(f"{proxy.base_url}/feedback", json=body,
+                                  headers={"authorization": f"Bearer {other_key}"})  # fmt: skip
+            # Another client's request is answered as if it did not exist.
+            assert stranger.status_code == 404
+            assert stranger.json()["error"]["code"] == "request_not_found"
+            admin = httpx.post(f"{proxy.base_url}/feedback", json=body | {"correction": None},
+                               headers={"authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
+            assert admin.status_code == 200, admin.text
+            owner = httpx.post(f"{proxy.base_url}/feedback", json=body, headers=AUTH)
+            assert owner.status_code == 200
+            uncaptured = client(proxy).chat.completions.with_raw_response.create(
+                model="triage", messages=[{"role": "user", "content": "private"}],
+                extra_headers={"x-apprentice-capture": "off"},
+            )  # fmt: skip
+            never_logged = {"request_id": uncaptured.headers["x-apprentice-request-id"], "score": 1}
+            assert (
+                httpx.post(
+                    f"{proxy.base_url}/feedback", json=never_logged, headers=AUTH
+                ).status_code
+                == 404
+            )
+    rows = (
+        open_segments(config.data_dir)
+        .execute("SELECT correction FROM feedback ORDER BY seq")
+        .fetchall()
+    )
+    assert len(rows) == 2 and json.loads(rows[1][0])["content"] == "B's text"  # the owner's

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -578,3 +579,46 @@ def test_student_broken_mid_canary_is_rolled_back_and_no_client_sees_an_error(
     assert len(tagged) == invalid
     assert all(r["served_by"] == "teacher" and r["outcome"] == "ok" for r in tagged)
     assert {r["tags"]["fallback"] for r in tagged} == {"invalid_json"}
+
+
+def test_students_serve_the_responses_api_and_anthropic_messages_by_translation(
+    student_dir: Path, teacher: FakeTeacher
+) -> None:
+    config = routing_config(
+        student_dir, teacher, holdout_share=0.0, shadow_share=0.0, confidence_floor=None
+    )
+    with RunningProxy(config) as running:
+        admin(running, "POST", "/canary/triage/set-weight", {"version": "v1", "weight": 100})
+        sdk = client(running)
+        chat = content(sdk.chat.completions.create(model="triage", messages=ask(PROMPTS[1])))
+        responses = client(running).responses.with_raw_response.create(
+            model="triage", instructions=SYSTEM, input=PROMPTS[1]
+        )
+        assert responses.headers[SERVED_BY] == "student:v1"
+        assert responses.parse().output_text == chat  # the same student answer, in its shape
+        events = list(client(running).responses.create(
+            model="triage", instructions=SYSTEM, input=PROMPTS[1], stream=True))  # fmt: skip
+        # Completed, or incomplete when the student hit its token cap (as OpenAI says it).
+        assert events[-1].type in ("response.completed", "response.incomplete")
+        assert events[-1].response.output_text == chat  # type: ignore[union-attr]
+        deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+        assert "".join(deltas) == chat
+        messages = anthropic.Anthropic(base_url=running.url, api_key=CLIENT_KEY, max_retries=0)
+        answer = messages.messages.with_raw_response.create(
+            model="triage", max_tokens=32, system=SYSTEM,
+            messages=[{"role": "user", "content": PROMPTS[1]}],
+        )  # fmt: skip
+        assert answer.headers[SERVED_BY] == "student:v1"
+        assert answer.parse().content[0].text == chat  # type: ignore[union-attr]
+        stateful = httpx.post(
+            f"{running.base_url}/responses", headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            json={"model": "triage", "input": PROMPTS[1], "previous_response_id": "resp_gone"},
+        )  # fmt: skip
+        # Server-side state lives at the teacher: it answers (here: it knows no such response).
+        assert stateful.headers[SERVED_BY] == "teacher" and stateful.status_code == 400
+        assert metric(running, "apprentice_student_bypassed_total", reason="server_state") == 1
+    rows = logged(running)
+    assert [(r["endpoint"], r["served_by"]) for r in rows] == [
+        ("chat/completions", "student:v1"), ("responses", "student:v1"),
+        ("responses", "student:v1"), ("messages", "student:v1"), ("responses", "teacher"),
+    ]  # fmt: skip

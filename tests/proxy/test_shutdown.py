@@ -45,8 +45,9 @@ teacher_api_key = "env:TEST_TEACHER_KEY"
     )
 
 
-def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = os.environ | {"TEST_CLIENT_KEY": CLIENT_KEY, "TEST_TEACHER_KEY": TEACHER_KEY}
+    out = log.open("wb")  # a file, not a pipe nobody reads: a full pipe would stall the server
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -56,12 +57,13 @@ def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
             "--config",
             str(config),
             "--log-level",
-            "warning",
+            "info",
         ],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=out,
         stderr=subprocess.STDOUT,
     )
+    out.close()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -70,7 +72,7 @@ def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
         except httpx.TransportError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(proc.stdout.read().decode() if proc.stdout else "server died")
+            raise RuntimeError(log.read_text())
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError("server did not become ready")
@@ -104,7 +106,8 @@ def test_sigterm_with_500_requests_in_flight_loses_none(tmp_path: Path) -> None:
     with FakeTeacher(latency_s=0.5) as teacher:
         config = tmp_path / "apprentice.toml"
         write_config(config, tmp_path / "data", port, teacher.base_url)
-        proc = start_server(config, port)
+        log = tmp_path / "server.log"
+        proc = start_server(config, port, log)
         try:
             results = asyncio.run(send_all(f"http://127.0.0.1:{port}/v1", teacher, proc))
             # uvicorn re-raises the signal once it has shut down cleanly
@@ -118,4 +121,5 @@ def test_sigterm_with_500_requests_in_flight_loses_none(tmp_path: Path) -> None:
         "SELECT count(*), count(DISTINCT request_id), count(*) FILTER (outcome = 'ok') "
         "FROM requests"
     ).fetchone() or (0, 0, 0)
-    assert (count, distinct, ok) == (REQUESTS, REQUESTS, REQUESTS)
+    left = sorted(p.name for p in (tmp_path / "data" / "journal").glob("*"))
+    assert (count, distinct, ok) == (REQUESTS, REQUESTS, REQUESTS), (left, log.read_text()[-8000:])
