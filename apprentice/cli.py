@@ -244,6 +244,7 @@ def retrain(
     as_json: JsonOption = False,
 ) -> None:
     """Train, evaluate and gate a student on a dataset version, and register it."""
+    from apprentice.jobs import relabeler
     from retrain.job import run_retrain
     from retrain.schedule import RetrainBusy
     from store.store import StoreError
@@ -257,7 +258,7 @@ def retrain(
     try:
         result = run_retrain(
             store.root, route, route_cfg.retrain, dataset_version=dataset, base=base,
-            method=method, progress=not as_json,
+            method=method, progress=not as_json, relabel=relabeler(route_cfg),
         )  # fmt: skip
         store.push_tree(result.path, exclusive=True)
     except (RetrainBusy, FileNotFoundError, ValueError, StoreError) as exc:
@@ -268,6 +269,11 @@ def retrain(
         "passed": result.passed, "reasons": result.reasons, "path": str(result.path),
         "dataset_version": result.dataset_version, "metrics": result.metrics,
         "base_metrics": result.base_metrics, "train_seconds": result.train_seconds,
+        "slices": {k: {m: v for m, v in s.items() if m not in ("worst", "held_out")}
+                   for k, s in result.slices.items()},
+        "cascade": {k: result.cascade.get(k) for k in ("signal", "threshold", "coverage",
+                                                       "agreement", "slices")},
+        "augment": result.augment,
     }  # fmt: skip
     if as_json:
         _print_json(summary)

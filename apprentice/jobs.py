@@ -12,10 +12,13 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apprentice.config import Config, config_from_dict, offline_defaults
+from apprentice.config import Config, RouteConfig, config_from_dict, offline_defaults
 from store.store import Store, open_store
+
+if TYPE_CHECKING:
+    from retrain.augment import Relabel
 
 READ = ("segments", "feedback")  # what curation reads, every replica's
 TREES = ("datasets", "students")  # finished folders: curation, retrain and serving read them
@@ -51,6 +54,23 @@ def job_command(config: Config) -> Callable[[str], list[str]]:
     return command
 
 
+def relabeler(route: RouteConfig) -> Relabel | None:
+    """The teacher for `augment.relabel = "teacher"`, or None when the route copies labels or
+    this process does not hold the teacher's key (a job child gets the config with its
+    secrets masked, and then copies labels)."""
+    from retrain.relabel import TeacherRelabel
+
+    if route.retrain.augment.relabel != "teacher":
+        return None
+    key = route.teacher_api_key.get_secret_value() if route.teacher_api_key else None
+    if key is not None and (key.startswith("<unset ") or set(key) == {"*"}):
+        return None
+    return TeacherRelabel(
+        route.teacher, key, route.teacher_api_base, route.input_cost_per_mtok,
+        route.output_cost_per_mtok,
+    )  # fmt: skip
+
+
 def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str, Any]:
     """Curate the route's new rows, then train and register a student on the new dataset."""
     from curation.job import NoRowsError, run_curation
@@ -71,7 +91,7 @@ def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str
         return out
     trained = run_retrain(
         store.root, route.name, route.retrain, dataset_version=curated.version,
-        progress=progress,
+        progress=progress, relabel=relabeler(route),
     )  # fmt: skip
     store.push_tree(trained.path, exclusive=True)  # published: every replica may load it now
     out["retrain"] = {
@@ -81,6 +101,7 @@ def run_job(config: Config, route_name: str, progress: bool = False) -> dict[str
         "reasons": trained.reasons,
         "metrics": trained.metrics,
         "train_seconds": trained.train_seconds,
+        "augment": trained.augment,
     }
     return out
 

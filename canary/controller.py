@@ -39,7 +39,10 @@ class CanaryError(ValueError):
 class IntervalStats:
     """One analysis interval of one route, as counted by the proxy. `student_*`: requests
     routed to the candidate (fallbacks included); `teacher_*`: requests the teacher served;
-    `shadow_*`: candidate-vs-teacher comparisons, from shadow and holdout pairs alike."""
+    `shadow_*`: candidate-vs-teacher comparisons, from shadow and holdout pairs alike, judged
+    by what the client would get (an answer the cascade defers is the teacher's: it agrees).
+    `deferred`: answers sent to the teacher for low confidence; `calibrated`: the student has
+    a calibrated cascade rule, so deferring is its design rather than a failure."""
 
     student_requests: int = 0
     student_errors: int = 0
@@ -51,6 +54,8 @@ class IntervalStats:
     shadow_disagree: int = 0
     shadow_errors: int = 0
     fallbacks: int = 0
+    deferred: int = 0
+    calibrated: bool = False
     drift_scores: Mapping[str, float] = field(default_factory=dict)
     drift_act: Mapping[str, float] = field(default_factory=dict)
 
@@ -174,7 +179,12 @@ def _latency(stats: IntervalStats, settings: CanarySettings) -> Check:
 def _fallback_ratio(stats: IntervalStats, settings: CanarySettings) -> Check:
     if why := _too_few(stats, settings):
         return Check("fallback_ratio", "inconclusive", None, settings.max_fallback_ratio, why)
-    value = stats.fallbacks / stats.student_requests
+    # Without a calibrated rule a low-confidence answer is a fallback like any other. With one,
+    # deferring is the cascade at work: the client gets the teacher's answer, and rolling the
+    # student back would only send it all of them. Live coverage against predicted is watched
+    # by its own gauges and alert instead.
+    failed = stats.fallbacks + (0 if stats.calibrated else stats.deferred)
+    value = failed / stats.student_requests
     return _compare("fallback_ratio", value, settings.max_fallback_ratio, True, "fallback ratio")
 
 

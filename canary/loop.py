@@ -111,6 +111,7 @@ class CanaryLoop:
         self._unpublished: dict[str, dict[str, Any]] = {}  # counts a failed sync gave back
         self._reference_of: dict[str, str | None] = {}
         self._retrain_asked: dict[str, str | None] = {}
+        self._rules: dict[tuple[str, str], students.CascadeRule | None] = {}
         self._lead_until = 0.0  # monotonic time this replica's lease is sure to last until
         self._db_offset = 0.0  # database clock minus ours, as of the last sync
         self._unavailable = False
@@ -287,6 +288,7 @@ class CanaryLoop:
             counted,
             drift_scores=dict(report.scores) if report else {},
             drift_act={},  # candidates: only canary.max_drift applies (see _act_on_drift)
+            calibrated=ctl.candidate is not None and self._rule(name, ctl.candidate) is not None,
         )
         decision = ctl.evaluate(stats)
         if decision.action != "none":
@@ -478,15 +480,27 @@ class CanaryLoop:
             log.error("drift reference of %s %s unusable: %s", name, version, exc)
             self.drift.set_reference(name, None)
 
+    def _rule(self, name: str, version: str) -> students.CascadeRule | None:
+        """A student's calibrated cascade rule (eval.json never changes once published)."""
+        if (name, version) not in self._rules:
+            path = students.student_dir(self.data_dir, name, _number(version))
+            self._rules[(name, version)] = students.read_cascade(path)
+        return self._rules[(name, version)]
+
     def _publish_student(self, name: str) -> None:
-        """apprentice_student_info: the student the route serves or shadows, if any."""
+        """apprentice_student_info: the student the route serves or shadows, if any; and the
+        coverage and agreement its eval predicts for its cascade rule."""
         ctl = self.controllers[name]
         version = ctl.candidate if ctl.state in ACTIVE else ctl.current
         info = None if version is None else self._student(name, version)
         if info is None:
             self.metrics.clear_student(name)
-        else:
-            self.metrics.set_student(name, info.name, info.base)
+            self.metrics.clear_cascade(name)
+            return
+        self.metrics.set_student(name, info.name, info.base)
+        rule = self._rule(name, info.name)
+        coverage, agreement = (rule.coverage, rule.agreement) if rule else (None, None)
+        self.metrics.set_predicted_cascade(name, info.name, coverage, agreement)
 
 
 def _number(version: str) -> int:

@@ -41,7 +41,11 @@ class CanarySettings(BaseModel):
         2.0, gt=0, description="Student p95 latency may be at most this times the teacher's."
     )
     max_fallback_ratio: float = Field(
-        0.2, ge=0, le=1, description="Ceiling on the share of student answers replaced."
+        0.2,
+        ge=0,
+        le=1,
+        description="Ceiling on the share of student answers replaced (invalid JSON, errors, "
+        "timeouts; low-confidence ones too when the student has no calibrated cascade).",
     )
     max_drift: dict[str, float] = Field(
         default_factory=dict,

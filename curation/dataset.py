@@ -3,6 +3,8 @@
 ``data_dir/datasets/<route>/<version>/`` holds ``train.parquet``, ``eval.parquet`` and
 ``manifest.json``. Versions are positive integers, increasing per route, folder names ``v1``,
 ``v2``, ... Each Parquet row is one (prompt, teacher answer) pair with these columns.
+Datasets written before the `spans` and `slice` columns existed lack them; readers treat a
+missing slice as ``in_distribution``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ DATASET_SCHEMA = pa.schema(
         pa.field("cluster", pa.string()),  # prompt cluster id (balance stage)
         pa.field("group_id", pa.string()),  # near-duplicate group id (dedupe stage)
         pa.field("started_at", pa.timestamp("us")),  # when the request was made (UTC)
+        pa.field("spans", pa.string()),  # JSON list of [kind, text]: its rare spans (novel)
+        pa.field("slice", pa.string()),  # eval rows: "in_distribution" or "novel"; train: null
     ]
 )
 

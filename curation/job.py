@@ -159,7 +159,7 @@ def _progress(show: bool) -> Iterator[Any]:
         return
     # On stderr, so that `--json` output on stdout stays parseable.
     with Progress(console=Console(stderr=True), transient=True) as bar:
-        job = bar.add_task("curating", total=8)
+        job = bar.add_task("curating", total=9)
 
         def advance(name: str) -> None:
             bar.update(job, advance=1, description=f"curating: {name}")
@@ -190,8 +190,14 @@ def _result(
     return CurationResult(
         route, status, message, version=version, path=path, manifest=manifest,
         stages=out.reports, clusters=out.clusters,
-        counts={"train": len(out.train), "eval": len(out.evaluation)}, skipped=out.skipped,
+        counts=_counts(out), skipped=out.skipped, novel_note=out.novel.note,
     )  # fmt: skip
+
+
+def _counts(out: StageOutput) -> dict[str, int]:
+    novel = sum(p.request_id in out.novel.request_ids for p in out.evaluation)
+    return {"train": len(out.train), "eval": len(out.evaluation),
+            "eval_in_distribution": len(out.evaluation) - novel, "eval_novel": novel}  # fmt: skip
 
 
 def _manifest(
@@ -212,8 +218,9 @@ def _manifest(
         "since": since.isoformat() if since else None,
         "source": {**sources, "fingerprint": fingerprint, "rows_read": out.rows_read},
         "settings": settings.model_dump(mode="json"),
-        "counts": {"train": len(out.train), "eval": len(out.evaluation)},
+        "counts": _counts(out),
         "stages": [r.to_json() for r in out.reports],
+        "novel": out.novel.to_json(list(settings.span_detectors)),
         "clusters": [c.to_json() for c in out.clusters],
         "skipped": out.skipped[:SKIPPED_LISTED],
         "skipped_total": len(out.skipped),
@@ -229,8 +236,8 @@ def _write_version(
     tmp = root / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
-        _write_parquet(dataset_table(out.train), tmp / "train.parquet")
-        _write_parquet(dataset_table(out.evaluation), tmp / "eval.parquet")
+        _write_parquet(dataset_table(out.train, out.novel), tmp / "train.parquet")
+        _write_parquet(dataset_table(out.evaluation, out.novel, True), tmp / "eval.parquet")
         for _ in range(100):
             version = _next_version(root)
             manifest["version"] = version

@@ -15,6 +15,7 @@ import duckdb
 from curation.balance import balance_pairs
 from curation.dedupe import dedupe_pairs
 from curation.feedback import apply_feedback, load_feedback
+from curation.novel import NovelSlice, hold_out_novel
 from curation.pairs import Pair
 from curation.quality import keep_good_answers
 from curation.reference import Reference, reference_stats
@@ -34,6 +35,7 @@ class StageOutput:
     clusters: list[ClusterRow]
     reference: Reference
     skipped: list[dict[str, str]] = field(default_factory=list)
+    novel: NovelSlice = field(default_factory=NovelSlice)
 
 
 def run_stages(
@@ -66,11 +68,14 @@ def run_stages(
     pairs, report, clusters = balance_pairs(pairs, settings, prior.request_ids)
     reports.append(report)
     advance("balance")
-    train, evaluation, report = split_pairs(pairs, settings, prior)
+    novel, report = hold_out_novel(pairs, settings, prior.novel_keys)
+    reports.append(report)
+    advance("novel")
+    train, evaluation, report = split_pairs(pairs, settings, prior, novel.request_ids)
     reports.append(report)
     advance("split")
     reference = reference_stats(train, settings)
     advance("reference")
     return StageOutput(
-        rows_read, train, evaluation, reports, clusters, reference, selection.skipped
+        rows_read, train, evaluation, reports, clusters, reference, selection.skipped, novel
     )

@@ -82,11 +82,14 @@ class CurationResult:
     path: Path | None = None
     stages: list[StageReport] = field(default_factory=list)
     clusters: list[ClusterRow] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)  # train, eval
+    counts: dict[str, int] = field(
+        default_factory=dict
+    )  # train, eval, eval_in_distribution, eval_novel
     skipped: list[dict[str, str]] = field(default_factory=list)  # unreadable rows: id, reason
     skipped_segments: list[dict[str, str]] = field(default_factory=list)  # files left out
     seconds: float = 0.0
     manifest: dict[str, Any] | None = None
+    novel_note: str | None = None  # why eval has no novel slice, when it has none
 
     @property
     def written(self) -> bool:
@@ -105,6 +108,7 @@ def result_to_json(result: CurationResult) -> dict[str, Any]:
         "stages": [s.to_json() for s in result.stages],
         "clusters": [c.to_json() for c in result.clusters],
         "skipped": result.skipped,
+        "novel_note": result.novel_note,
         "skipped_segments": result.skipped_segments,
         "seconds": round(result.seconds, 3),
     }
@@ -118,6 +122,8 @@ def render_report(result: CurationResult) -> RenderableType:
         parts.append(_stage_table(result.stages))
     if result.clusters:
         parts.append(_cluster_table(result.clusters))
+    if result.novel_note:
+        parts.append(Text(f"Novel slice: {result.novel_note}.", style="yellow"))
     if result.skipped:
         shown = ", ".join(f"{s['request_id']} ({s['reason']})" for s in result.skipped[:10])
         more = f" and {len(result.skipped) - 10} more" if len(result.skipped) > 10 else ""

@@ -24,6 +24,13 @@ DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
 )
 
 
+SpanDetector = Literal["capitalised", "numbers", "rare_words", "slot_words"]
+
+
+def _default_detectors() -> list[SpanDetector]:
+    return ["capitalised", "numbers", "slot_words"]
+
+
 class CurationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -106,6 +113,36 @@ class CurationSettings(BaseModel):
     )
     max_oversample: float = Field(
         5.0, ge=1, description="Largest weight factor oversampling gives a rare cluster."
+    )
+
+    # --- novel ------------------------------------------------------------------------------
+    span_detectors: list[SpanDetector] = Field(
+        default_factory=_default_detectors,
+        description="How rare spans (names, numbers, rare words) are found in prompts, for the "
+        "novel eval slice and for augmentation (curation/spans.py; measured in "
+        "bench/novel_names.py).",
+    )
+    rare_word_share: float = Field(
+        0.05, gt=0, le=1, description="A word in at most this share of prompts is rare."
+    )
+    slot_min_fillers: int = Field(
+        5,
+        ge=2,
+        description="A context is a slot when this many different rare words fill it "
+        "(slot_words); 5 found the triage items with no template word, 3 found 9 template words.",
+    )
+    novel_share: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="Least share of rows the novel eval slice takes (whole groups of rare "
+        "spans held out of train); 0: no novel slice.",
+    )
+    novel_max_share: float = Field(
+        0.15, gt=0, lt=1, description="Largest share of rows the novel slice may take."
+    )
+    novel_min_rows: int = Field(
+        10, ge=1, description="Fewer novel rows than this: no novel slice (the manifest says so)."
     )
 
     # --- split ------------------------------------------------------------------------------

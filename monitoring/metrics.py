@@ -204,6 +204,7 @@ class Metrics:
         )
 
         self._declare_rollout(r)
+        self._declare_cascade(r)
         self._declare_drift_and_retrain(r)
 
     def _declare_rollout(self, r: CollectorRegistry) -> None:
@@ -271,6 +272,56 @@ class Metrics:
             multiprocess_mode="livemostrecent",
             registry=r,
         )
+
+    def _declare_cascade(self, r: CollectorRegistry) -> None:
+        # The calibrated cascade (issue 11): what eval predicted for each serving student, and
+        # what its shadow and holdout pairs show live.
+        self.cascade_coverage = Gauge(
+            "apprentice_cascade_coverage_ratio",
+            "Share of a student's answers its cascade rule serves, by source: predicted (eval, "
+            "cross-validated) or live (its latest shadow and holdout pairs).",
+            ["route", "version", "source"],
+            registry=r,
+        )
+        self.cascade_agreement = Gauge(
+            "apprentice_cascade_agreement_ratio",
+            "Share of a student's served answers that match the teacher, by source: predicted "
+            "(eval, cross-validated) or live (its latest shadow and holdout pairs).",
+            ["route", "version", "source"],
+            registry=r,
+        )
+        self.cascade_live_pairs = Gauge(
+            "apprentice_cascade_live_pairs",
+            "Shadow and holdout pairs behind a student's live coverage and agreement.",
+            ["route", "version"],
+            registry=r,
+        )
+        self.cascade_pairs = Counter(
+            "apprentice_cascade_pairs_total",
+            "Shadow and holdout pairs by what the student's cascade rule decided (served, "
+            "deferred) and whether its answer matched the teacher's (agree, disagree).",
+            ["route", "decision", "verdict"],
+            registry=r,
+        )
+
+    def set_predicted_cascade(
+        self, route: str, version: str, coverage: float | None, agreement: float | None
+    ) -> None:
+        """Eval's prediction for the route's serving student; other versions' series go."""
+        self.clear_cascade(route, keep=version)
+        for gauge, value in ((self.cascade_coverage, coverage),
+                             (self.cascade_agreement, agreement)):  # fmt: skip
+            if value is None:
+                _remove(gauge, (route, version, "predicted"))
+            else:
+                gauge.labels(route, version, "predicted").set(value)
+
+    def clear_cascade(self, route: str, keep: str | None = None) -> None:
+        """Remove the route's cascade series, except those of version `keep`."""
+        for metric in (self.cascade_coverage, self.cascade_agreement, self.cascade_live_pairs):
+            for labels in _label_sets(metric):
+                if labels[0] == route and labels[1] != keep:
+                    metric.remove(*labels)
 
     def _declare_drift_and_retrain(self, r: CollectorRegistry) -> None:
         self.drift_score = Gauge(
@@ -383,6 +434,11 @@ class Metrics:
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(merged)
+
+
+def _remove(metric: Gauge, labels: tuple[str, ...]) -> None:
+    if labels in _label_sets(metric):
+        metric.remove(*labels)
 
 
 def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:

@@ -29,6 +29,7 @@ class RouteTraffic:
     teacher_requests: int = 0
     teacher_errors: int = 0
     fallbacks: int = 0
+    deferred: int = 0  # low-confidence answers the teacher answered instead
     shadow_agree: int = 0
     shadow_disagree: int = 0
     shadow_errors: int = 0
@@ -50,7 +51,10 @@ class RouteTraffic:
     def fell_back(self, reason: str) -> None:
         """A request the weights gave the student, answered by the teacher instead."""
         self.student_requests += 1
-        self.fallbacks += 1
+        if reason == "low_confidence":
+            self.deferred += 1
+        else:
+            self.fallbacks += 1
         self.student_errors += reason == "error"
 
     def compared(self, verdict: str) -> None:

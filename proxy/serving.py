@@ -1,7 +1,8 @@
 """A request the weights gave to a student: its answer, or the teacher's when it falls short.
 
-The student answers in full first, then the answer is checked (confidence floor on the mean
-token logprob, valid JSON where the request demanded JSON, no error, within the timeout).
+The student answers in full first, then the answer is checked (the student's calibrated
+cascade rule, `proxy.cascade`; the route's confidence floor on the mean token logprob; valid
+JSON where the request demanded JSON; no error; within the timeout).
 A failed check sends the request on to the teacher, invisibly to the client, and is counted
 by reason; the teacher's answer is logged as usual, fresh training data for the next student.
 Because of that check a streaming request to a student is answered after generation, as SSE
@@ -21,6 +22,7 @@ from proxy.exchange import Exchange
 from proxy.settings import RouteSettings
 from proxy.state import ProxyState
 from proxy.student_protocol import StudentError, StudentResult
+from retrain.students import CascadeRule
 
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 
@@ -65,7 +67,8 @@ async def student_answer(
             result = await asyncio.wait_for(
                 student.complete(payload | {"stream": False}), timeout=route.student_timeout_s
             )
-            reason = fallback_reason(result, payload, route.confidence_floor)
+            rule = state.cascade.rule(route, version)
+            reason = fallback_reason(result, payload, route.confidence_floor, rule)
         except TimeoutError:
             reason = "timeout"
         except StudentError:
@@ -80,7 +83,10 @@ async def student_answer(
 
 
 def fallback_reason(
-    result: StudentResult, payload: dict[str, Any], floor: float | None
+    result: StudentResult,
+    payload: dict[str, Any],
+    floor: float | None,
+    rule: CascadeRule | None = None,
 ) -> str | None:
     """Why the teacher should answer instead, or None when the student's answer stands."""
     choices = result.response.get("choices") or []
@@ -88,6 +94,8 @@ def fallback_reason(
     if not content:
         return "empty"
     if floor is not None and result.mean_logprob < floor:
+        return "low_confidence"
+    if rule is not None and not rule.serves(result.signals):
         return "low_confidence"
     kind = (payload.get("response_format") or {}).get("type")
     if kind in ("json_object", "json_schema"):

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -135,6 +135,24 @@ class RouteSettings(_Strict):
         le=0,
         description="Mean token logprob below which the teacher answers instead (-inf: off).",
     )
+    cascade: bool = Field(
+        True,
+        description="Apply each student's calibrated cascade rule (its eval.json): an answer "
+        "below the rule's confidence threshold goes to the teacher (counted low_confidence).",
+    )
+    cascade_signal: (
+        Literal["mean_logprob", "min_logprob", "value_mean_logprob", "value_min_logprob"] | None
+    ) = Field(
+        None,
+        description="Override the students' rules: the confidence signal to judge answers by "
+        "(with cascade_threshold).",
+    )
+    cascade_threshold: float | None = Field(
+        None,
+        le=0,
+        description="Override the students' rules: serve an answer whose signal is at least "
+        "this (with cascade_signal).",
+    )
     passthrough_body_limit: int = Field(
         65_536,
         ge=0,
@@ -157,6 +175,12 @@ class RouteSettings(_Strict):
                 "route names use letters, digits, '.', '_' and '-' (they name folders)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _override_is_whole(self) -> RouteSettings:
+        if (self.cascade_signal is None) != (self.cascade_threshold is None):
+            raise ValueError("cascade_signal and cascade_threshold override a rule together")
+        return self
 
     @property
     def passthrough(self) -> bool:

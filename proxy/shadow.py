@@ -2,7 +2,9 @@
 
 The client has its answer before the student is asked. The pair (teacher answer, student
 answer, both latencies, exact match and token F1 as in the retrain evaluation) is logged as a
-student row carrying the teacher row's `shadow_pair_id`, and counted by verdict.
+student row carrying the teacher row's `shadow_pair_id`, and counted by verdict. Whether the
+student's cascade rule would have served its answer is recorded too (`proxy.cascade`): the
+live coverage and agreement that eval predicted.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import orjson
 
 from logbook.surfaces import CHAT, as_chat
 from proxy.exchange import Exchange, build_row, parsed_answer
+from proxy.serving import fallback_reason
 from proxy.state import ProxyState, new_request_id
-from proxy.student_protocol import StudentError
+from proxy.student_protocol import StudentError, StudentResult
 from retrain.students import exact_match, token_f1
 
 log = logging.getLogger("apprentice.shadow")
@@ -70,9 +73,14 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
         agree = exact_match(student_text, teacher_text)
         tags |= {"exact_match": agree, "token_f1": token_f1(student_text, teacher_text)}
         verdict = "agree" if agree else "disagree"
+        assert result is not None
+        tags["cascade_served"] = _cascade_record(state, teacher, version, result, agree)
     tags["verdict"] = verdict
     state.metrics.shadow_comparisons.labels(route.name, verdict).inc()
-    state.router.traffic[route.name].compared(verdict)
+    # The canary judges what a client would get: an answer the cascade defers is the
+    # teacher's own, so it agrees.
+    client_gets = "agree" if tags.get("cascade_served") is False else verdict
+    state.router.traffic[route.name].compared(client_gets)
     if state.drift is not None:
         state.drift.observe_shadow(route.name, verdict)
         if student_text is not None:
@@ -95,6 +103,19 @@ async def compare(state: ProxyState, teacher: Exchange, version: str) -> None:
 def _chat_body(teacher: Exchange, payload: dict[str, Any]) -> bytes:
     # A shadow pair is a chat pair: a Responses or Messages request is kept in its chat form.
     return teacher.request_body if teacher.endpoint == CHAT else orjson.dumps(payload)
+
+
+def _cascade_record(
+    state: ProxyState, teacher: Exchange, version: str, result: StudentResult, agree: bool
+) -> bool:
+    """Whether the student's answer would have been served (its cascade rule, the floor, the
+    JSON check), recorded for the live coverage and agreement."""
+    route = teacher.route
+    rule = state.cascade.rule(route, version)
+    payload = teacher.payload | {"stream": False}
+    served = fallback_reason(result, payload, route.confidence_floor, rule) is None
+    state.cascade.record(route.name, version, served, agree)
+    return served
 
 
 def teacher_answer(exchange: Exchange) -> str | None:

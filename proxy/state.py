@@ -19,6 +19,7 @@ from monitoring.drift_monitor import DriftMonitor
 from monitoring.metrics import Metrics
 from proxy.accounting import Accounting, Pricer
 from proxy.auth import Auth
+from proxy.cascade import Cascade
 from proxy.errors import ApiError
 from proxy.redaction import Redactor
 from proxy.routing import Router, Traffic
@@ -58,6 +59,7 @@ class ProxyState:
 
     def __post_init__(self) -> None:
         self.accounting = Accounting(self.metrics, self.pricer)
+        self.cascade = Cascade(self.settings.data_dir, self.metrics)
         self.routes = {route.name: route for route in self.settings.routes}
         self.catch_all = next((r for r in self.settings.routes if r.any_model), None)
 

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from retrain.students import confidence_signals
+
 
 class StudentError(Exception):
     """A student failed to answer; the router serves the teacher's answer instead."""
@@ -28,6 +30,9 @@ class StudentResult:
     response: dict[str, Any]  # OpenAI chat.completion, logprobs only when the client asked
     mean_logprob: float  # mean over the answer's tokens; -inf for an empty answer
     latency_s: float
+    # Every confidence signal of the answer (retrain.students.SIGNALS), computed from its
+    # tokens as the retrain job computed them when it calibrated the student's cascade.
+    signals: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -157,9 +162,14 @@ class Transcript:
         }
         return {**self._head("chat.completion"), "choices": [choice], "usage": self.usage()}
 
+    @property
+    def signals(self) -> dict[str, float]:
+        tokens = [str(e.get("token", "")) for e in self.entries]
+        return confidence_signals(tokens, [float(e["logprob"]) for e in self.entries])
+
     def result(self) -> StudentResult:
         latency = time.perf_counter() - self.started
-        return StudentResult(self.completion(), self.mean_logprob, latency)
+        return StudentResult(self.completion(), self.mean_logprob, latency, self.signals)
 
     def _head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}

@@ -4,11 +4,17 @@ Metrics are pure functions of strings so tests can pin them down; `evaluate` run
 Exact match and token F1 are the student contract's (`retrain.students`), the very measures
 shadow comparisons use in traffic: whitespace normalised and, when both answers parse as JSON,
 keys sorted, because key order and spacing are not part of what the teacher meant.
+
+Every answer also carries its confidence signals, computed from the logprobs of its tokens
+exactly as the proxy computes them when serving (`retrain.students.confidence_signals`), and
+its eval slice (`in_distribution`, or `novel`: rows naming spans train never had), so that
+each slice is scored on its own and the cascade is calibrated on both.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -17,7 +23,10 @@ from typing import Any
 import torch
 
 from retrain.examples import row_prompt
-from retrain.students import exact_match, parse_json, prompt_ids, token_f1
+from retrain.students import confidence_signals, exact_match, parse_json, prompt_ids, token_f1
+
+IN_DISTRIBUTION, NOVEL = "in_distribution", "novel"
+SLICES = (IN_DISTRIBUTION, NOVEL)
 
 
 def canonical_tool_calls(calls: Any) -> list[tuple[str, str]] | None:
@@ -53,31 +62,79 @@ class Scored:
     student: str
     exact: bool
     f1: float
+    slice: str = IN_DISTRIBUTION
+    signals: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        signals = {k: (None if math.isinf(v) else round(v, 5)) for k, v in self.signals.items()}
+        return {"prompt": self.prompt, "teacher": self.teacher, "student": self.student,
+                "exact_match": self.exact, "token_f1": self.f1, "slice": self.slice,
+                "signals": signals}  # fmt: skip
 
 
 @dataclass
 class EvalReport:
     metrics: dict[str, float | None]
     items: list[Scored] = field(default_factory=list)
+    slices: dict[str, EvalReport] = field(default_factory=dict)
 
     def worst(self, n: int = 20) -> list[dict[str, Any]]:
         """The n worst disagreements (lowest token F1 among non-exact answers)."""
         wrong = sorted((s for s in self.items if not s.exact), key=lambda s: s.f1)[:n]
         return [
-            {"prompt": s.prompt, "teacher": s.teacher, "student": s.student, "token_f1": s.f1}
+            {
+                "prompt": s.prompt,
+                "teacher": s.teacher,
+                "student": s.student,
+                "token_f1": s.f1,
+                "slice": s.slice,
+                "signals": s.to_json()["signals"],
+            }
             for s in wrong
         ]
 
 
+def row_slice(row: dict[str, Any]) -> str:
+    """The eval slice of a dataset row (datasets from before slices: in_distribution)."""
+    return NOVEL if row.get("slice") == NOVEL else IN_DISTRIBUTION
+
+
 def score(
-    rows: list[dict[str, Any]], predictions: list[str], latencies_ms: list[float]
+    rows: list[dict[str, Any]],
+    predictions: list[str],
+    latencies_ms: list[float],
+    signals: list[dict[str, float]] | None = None,
 ) -> EvalReport:
-    """Metrics of predictions against the rows' teacher answers."""
+    """Metrics of predictions against the rows' teacher answers, overall and per slice."""
+    report = _score(rows, predictions, latencies_ms, signals or [{} for _ in rows])
+    for name in SLICES:
+        picked = [i for i, row in enumerate(rows) if row_slice(row) == name]
+        if picked:
+            sub = _score([rows[i] for i in picked], [predictions[i] for i in picked],
+                         latencies_ms, [report.items[i].signals for i in picked])  # fmt: skip
+            report.slices[name] = sub
+    return report
+
+
+def _score(
+    rows: list[dict[str, Any]],
+    predictions: list[str],
+    latencies_ms: list[float],
+    signals: list[dict[str, float]],
+) -> EvalReport:
     items, json_ok, tool_ok, ratios = [], [], [], []
-    for row, pred in zip(rows, predictions, strict=True):
+    for row, pred, sig in zip(rows, predictions, signals, strict=True):
         ref = row["answer_text"] or ""
         items.append(
-            Scored(_last_user(row), ref, pred, exact_match(pred, ref), token_f1(pred, ref))
+            Scored(
+                _last_user(row),
+                ref,
+                pred,
+                exact_match(pred, ref),
+                token_f1(pred, ref),
+                row_slice(row),
+                sig,
+            )
         )
         if parse_json(ref) is not None:
             json_ok.append(parse_json(pred) is not None)
@@ -148,6 +205,58 @@ def generate(
     return answers
 
 
+@dataclass(frozen=True)
+class Generated:
+    """A greedy answer, its tokens' text (EOS left out, as serving reports them) and logprobs."""
+
+    text: str
+    tokens: list[str]
+    logprobs: list[float]
+
+
+@torch.no_grad()
+def generate_scored(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int = 32,
+) -> list[Generated]:
+    """Greedy answers with each token's logprob under the model (log-softmax of the raw
+    logits, as the proxy's decoder computes it)."""
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id
+    # Every id that ends an answer, as the proxy's decoder stops on them (a real base's
+    # generation config may name more than the tokenizer's EOS).
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    stops = {eos, *(configured if isinstance(configured, list) else [configured])} - {None}
+    out: list[Generated] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
+        result = model.generate(
+            input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
+            pad_token_id=pad, eos_token_id=sorted(stops), repetition_penalty=1.0,
+            output_logits=True, return_dict_in_generate=True,
+        )  # fmt: skip
+        steps = torch.stack(result.logits, dim=1).float().log_softmax(-1)  # [batch, steps, vocab]
+        for b, row in enumerate(result.sequences[:, width:].tolist()):
+            tokens, logprobs, kept = [], [], []
+            for t, token_id in enumerate(row):
+                if token_id in stops or t >= steps.shape[1]:
+                    break
+                kept.append(token_id)
+                tokens.append(tokenizer.decode([token_id]))
+                logprobs.append(float(steps[b, t, token_id]))
+            text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+            out.append(Generated(text, tokens, logprobs))
+    return out
+
+
 def evaluate(
     model: Any,
     tokenizer: Any,
@@ -161,10 +270,12 @@ def evaluate(
     # Room for a somewhat longer answer than the teacher's, without letting a babbling
     # untrained base run to the global limit on every row.
     budget = min(max_new_tokens, int(longest * 1.5) + 8)
-    predictions = generate(model, tokenizer, prompts, budget)
+    generated = generate_scored(model, tokenizer, prompts, budget)
+    predictions = [g.text for g in generated]
+    signals = [confidence_signals(g.tokens, g.logprobs) for g in generated]
     latencies = []
     for prompt in prompts[:latency_samples]:
         started = time.perf_counter()
         generate(model, tokenizer, [prompt], budget, batch_size=1)
         latencies.append((time.perf_counter() - started) * 1000)
-    return score(rows, predictions, latencies)
+    return score(rows, predictions, latencies, signals)

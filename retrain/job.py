@@ -1,13 +1,15 @@
 """The retrain job: one dataset version in, one registered (candidate or rejected) student out.
 
 Steps: pick the dataset, get the base (building the route's tiny base on first use), evaluate
-the untrained base and the current student on the eval split, warm-start from the current
-adapter with a replay share of its dataset, train, evaluate, gate, and publish the student
-folder in one rename.
+the untrained base and the current student on the eval split, add synthetic rows that replace
+rare spans (`retrain.augment`), warm-start from the current adapter with a replay share of its
+dataset, train, evaluate both eval slices, gate them, calibrate the cascade
+(`retrain.assessment`), and publish the student folder in one rename.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import sys
@@ -20,11 +22,13 @@ from typing import Any
 import torch
 
 from curation.dataset import dataset_versions
+from curation.dataset import read_manifest as read_dataset_manifest
 from retrain import examples as ex
 from retrain import models, registry, students
+from retrain.assessment import Assessment, assess, eval_json, evaluation_items
+from retrain.augment import Augmented, Relabel, augment, replace_span, user_text
 from retrain.evaluation import EvalReport, evaluate
-from retrain.gate import check_gate
-from retrain.report import metrics_table, plot_training
+from retrain.report import plot_cascade, plot_training, run_summary
 from retrain.schedule import route_lock
 from retrain.settings import RetrainSettings
 from retrain.tiny_base import build_tiny_base
@@ -47,6 +51,9 @@ class RetrainResult:
     current_metrics: dict[str, Any] | None  # the incumbent's on the same eval split
     train_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    slices: dict[str, dict[str, Any]] = field(default_factory=dict)  # eval.json's slices
+    cascade: dict[str, Any] = field(default_factory=dict)  # eval.json's cascade
+    augment: dict[str, Any] = field(default_factory=dict)  # what augmentation added
 
 
 @dataclass
@@ -59,6 +66,7 @@ class _Start:
     warm_from: Path | None
     replay_rows: list[dict[str, Any]]
     progress: bool
+    synthetic: Augmented = field(default_factory=Augmented)
 
 
 def run_retrain(
@@ -70,12 +78,14 @@ def run_retrain(
     base: str | None = None,
     method: str | None = None,
     progress: bool = True,
+    relabel: Relabel | None = None,
 ) -> RetrainResult:
     """Train, evaluate, gate and register a student for `route` (see the module docstring).
 
     `settings` is the route's [routes.retrain]; `base` ("tiny" or a local HF model folder) and
-    `method` ("lora" or "full") override it when given. Raises RetrainBusy when the route is
-    already retraining, FileNotFoundError when there is no dataset yet.
+    `method` ("lora" or "full") override it when given. `relabel` asks the teacher for the
+    answers of synthetic prompts when `augment.relabel = "teacher"`. Raises RetrainBusy when
+    the route is already retraining, FileNotFoundError when there is no dataset yet.
     """
     if base is not None or method is not None:
         update = {"base": base or settings.base, "method": method or settings.method}
@@ -90,7 +100,7 @@ def run_retrain(
         number, staging = registry.allocate(data_dir, route)
         handler = _file_log(staging / "train.log")
         try:
-            result = _run(data_dir, route, settings, version, number, staging, progress)
+            result = _run(data_dir, route, settings, version, number, staging, progress, relabel)
         except BaseException:
             log.exception("retrain of %s failed", route)
             failed = staging.with_name(f".v{number}.failed-{int(time.time())}")
@@ -131,39 +141,39 @@ def _run(
     number: int,
     staging: Path,
     progress: bool,
+    relabel: Relabel | None,
 ) -> RetrainResult:
     set_seed(settings.seed)
     train_rows = ex.read_split(data_dir, route, dataset_version, "train")
     eval_rows = ex.read_split(data_dir, route, dataset_version, "eval")
-    log.info(
-        "route %s dataset v%d: %d train, %d eval rows",
-        route,
-        dataset_version,
-        len(train_rows),
-        len(eval_rows),
-    )
-    start = _starting_point(data_dir, route, settings, train_rows, progress)
+    novel_info = _novel_info(data_dir, route, dataset_version)
+    log.info("route %s dataset v%d: %d train, %d eval rows", route, dataset_version,
+             len(train_rows), len(eval_rows))  # fmt: skip
+    start = _starting_point(data_dir, route, settings, train_rows, progress, novel_info)
+    start.synthetic = augment(train_rows, eval_rows, settings.augment, settings.seed, relabel)
+    log.info("augmentation: %s", start.synthetic.counts(settings.augment))
     model, tokenizer = models.load_base(start.base_path)
-    base_report = _evaluate(model, tokenizer, eval_rows, settings)
-    current_report = None
-    if start.current is not None:
-        cur_model, cur_tok = students.load_student(start.current.path)
-        current_report = _evaluate(cur_model, cur_tok, eval_rows, settings)
-        del cur_model
+    base_report, current_report = _floors(model, tokenizer, eval_rows, settings, start)
     model, result = _train_and_save(
         model, tokenizer, train_rows, eval_rows, settings, start, staging
     )
     report = _evaluate(model, tokenizer, eval_rows, settings)
     current_metrics = current_report.metrics if current_report else None
-    verdict = check_gate(report.metrics, settings.gate, current_metrics, settings.beat_margin)
+    assessment = assess(report, settings, current_metrics)
+    verdict = assessment.verdict
     status = students.CANDIDATE if verdict.passed else students.REJECTED
     reports = {"student": report, "base": base_report, "current": current_report}
     manifest = _manifest(route, number, status, dataset_version, settings, start, result, reports)
     manifest["gate"] = {"passed": verdict.passed, "reasons": verdict.reasons}
-    _write_outputs(staging, manifest, reports, result, route, number)
+    evaluation = eval_json(
+        manifest["metrics"], manifest["gate"], report, assessment, settings, novel_info
+    )
+    manifest["slices"] = {k: _without_worst(v) for k, v in evaluation["slices"].items()}
+    manifest["cascade"] = {k: evaluation["cascade"][k] for k in CASCADE_SUMMARY}
+    _write_outputs(staging, manifest, evaluation, assessment, result, route, number)
     path = registry.publish(staging)
     # stderr: stdout stays free for a caller's --json output.
-    print(_summary(route, number, status, verdict.reasons, manifest["metrics"]), file=sys.stderr)
+    print(run_summary(route, number, status, verdict.reasons, manifest), file=sys.stderr)
     return RetrainResult(
         route=route,
         version=number,
@@ -177,7 +187,43 @@ def _run(
         current_metrics=current_metrics,
         train_seconds=result.seconds,
         extra={"steps": result.steps, "tokens": result.tokens, "replay": len(start.replay_rows)},
+        slices=evaluation["slices"],
+        cascade=evaluation["cascade"],
+        augment=manifest["augment"],
     )
+
+
+CASCADE_SUMMARY = ("signal", "threshold", "target_agreement", "coverage", "agreement", "slices")
+
+
+def _floors(
+    model: Any,
+    tokenizer: Any,
+    eval_rows: list[dict[str, Any]],
+    settings: RetrainSettings,
+    start: _Start,
+) -> tuple[EvalReport, EvalReport | None]:
+    """The untrained base's eval (the floor) and the current student's (the bar to beat)."""
+    base_report = _evaluate(model, tokenizer, eval_rows, settings)
+    if start.current is None:
+        return base_report, None
+    cur_model, cur_tok = students.load_student(start.current.path)
+    current_report = _evaluate(cur_model, cur_tok, eval_rows, settings)
+    del cur_model
+    return base_report, current_report
+
+
+def _without_worst(section: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k not in ("worst", "held_out")}
+
+
+def _novel_info(data_dir: Path, route: str, version: int) -> dict[str, Any] | None:
+    """The dataset manifest's account of its novel slice (None for older datasets)."""
+    try:
+        novel: dict[str, Any] | None = read_dataset_manifest(data_dir, route, version).get("novel")
+    except (FileNotFoundError, ValueError):
+        return None
+    return novel
 
 
 def _train_and_save(
@@ -191,7 +237,7 @@ def _train_and_save(
 ) -> tuple[Any, TrainResult]:
     """Train, save the adapter (or full model) to staging, return the model to evaluate."""
     model = _trainable(model, settings, start)
-    rows = train_rows + start.replay_rows
+    rows = train_rows + start.replay_rows + start.synthetic.rows
     train_ex = [e for r in rows if (e := ex.build_example(tokenizer, r, settings.max_length))]
     eval_ex = [e for r in eval_rows if (e := ex.build_example(tokenizer, r, settings.max_length))]
     result = train(
@@ -217,6 +263,7 @@ def _starting_point(
     settings: RetrainSettings,
     train_rows: list[dict[str, Any]],
     progress: bool,
+    novel_info: dict[str, Any] | None = None,
 ) -> _Start:
     if settings.base == "tiny":
         base_path = students.base_dir(data_dir, route)
@@ -231,7 +278,7 @@ def _starting_point(
         same_base = Path(manifest["base_path"]).resolve() == base_path.resolve()
         if same_base and manifest["method"] == settings.method:
             warm_from = current.path
-            replay = _replay(data_dir, route, manifest, train_rows, settings)
+            replay = _replay(data_dir, route, manifest, train_rows, settings, novel_info)
     return _Start(settings.base, base_path, current, warm_from, replay, progress)
 
 
@@ -241,8 +288,10 @@ def _replay(
     manifest: dict[str, Any],
     train_rows: list[dict[str, Any]],
     settings: RetrainSettings,
+    novel_info: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """A seeded sample of the previous dataset's rows not already in the new one."""
+    """A seeded sample of the previous dataset's rows not already in the new one, leaving out
+    rows that name a span the new dataset holds out (its novel slice must stay unseen)."""
     previous = manifest.get("dataset_version")
     if previous is None or settings.replay_fraction == 0:
         return []
@@ -252,9 +301,15 @@ def _replay(
         log.warning("replay skipped: dataset v%s of %s is gone", previous, route)
         return []
     seen = {r["request_id"] for r in train_rows}
-    old = [r for r in old if r["request_id"] not in seen]
+    held = [str(h["text"]) for h in (novel_info or {}).get("held_out", [])]
+    old = [r for r in old if r["request_id"] not in seen and not _names_any(r, held)]
     k = min(len(old), int(len(train_rows) * settings.replay_fraction))
     return random.Random(settings.seed).sample(old, k)
+
+
+def _names_any(row: dict[str, Any], spans: list[str]) -> bool:
+    text = user_text(row)
+    return any(replace_span(text, span, "\x00") != text for span in spans)
 
 
 def _trainable(model: Any, settings: RetrainSettings, start: _Start) -> Any:
@@ -302,6 +357,7 @@ def _manifest(
         "metrics": {k: (r.metrics if r else None) for k, r in reports.items()},
         "warm_start_from": str(start.warm_from) if start.warm_from else None,
         "replay_rows": len(start.replay_rows),
+        "augment": start.synthetic.counts(settings.augment),
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
@@ -313,26 +369,17 @@ def _manifest(
 def _write_outputs(
     staging: Path,
     manifest: dict[str, Any],
-    reports: dict[str, EvalReport | None],
+    evaluation: dict[str, Any],
+    assessment: Assessment,
     result: TrainResult,
     route: str,
     number: int,
 ) -> None:
-    student = reports["student"]
-    assert student is not None
-    students.write_json(
-        staging / "eval.json",
-        {"metrics": manifest["metrics"], "gate": manifest["gate"], "worst": student.worst(20)},
-    )
+    students.write_json(staging / "eval.json", evaluation)
+    with (staging / "eval_items.jsonl").open("w") as items:
+        for answer in evaluation_items(assessment):
+            items.write(json.dumps(answer) + "\n")
     students.write_json(staging / "history.json", result.history)
     plot_training(result.history, staging / "training.png", f"{route} v{number}")
+    plot_cascade(evaluation["cascade"], staging / "cascade.png", f"{route} v{number}")
     students.write_json(staging / "manifest.json", manifest)
-
-
-def _summary(
-    route: str, number: int, status: str, reasons: list[str], metrics: dict[str, Any]
-) -> str:
-    head = f"student {route} v{number}: {status}"
-    if reasons:
-        head += " (" + "; ".join(reasons) + ")"
-    return head + "\n" + metrics_table(metrics)

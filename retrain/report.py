@@ -56,3 +56,62 @@ def metrics_table(columns: dict[str, dict[str, Any] | None]) -> str:
             cells.append(("-" if value is None else fmt.format(value)).rjust(12))
         lines.append(label.ljust(18) + "".join(cells))
     return "\n".join(lines)
+
+
+def plot_cascade(cascade: dict[str, Any], path: Path, title: str) -> None:
+    """cascade.png: agreement among served answers against coverage, one line per confidence
+    signal, with the target and the chosen rule marked (eval.json's `cascade`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, points in sorted((cascade.get("curves") or {}).items()):
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1.2)
+    target = cascade.get("target_agreement")
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target}")
+    chosen = cascade.get("in_sample") or {}
+    if chosen.get("agreement") is not None:
+        ax.plot(chosen["coverage"], chosen["agreement"], "k*", markersize=12,
+                label=f"rule: {cascade.get('signal')}")  # fmt: skip
+    if cascade.get("coverage") is not None and cascade.get("agreement") is not None:
+        ax.plot(cascade["coverage"], cascade["agreement"], "ro", label="cross-validated")
+    ax.set_xlabel("coverage (share of answers the student serves)")
+    ax.set_ylabel("agreement among served answers")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(max(0.0, min(0.5, (target or 1) - 0.3)), 1.01)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_summary(
+    route: str, number: int, status: str, reasons: list[str], manifest: dict[str, Any]
+) -> str:
+    """What a retrain run prints: the verdict, the metrics of each model and slice, the
+    cascade's rule and prediction."""
+    head = f"student {route} v{number}: {status}"
+    if reasons:
+        head += " (" + "; ".join(reasons) + ")"
+    slices = {f"{k}": v for k, v in manifest["slices"].items() if v.get("n")}
+    lines = [head, metrics_table(manifest["metrics"]), metrics_table(slices)]
+    note = manifest["slices"].get("novel", {}).get("note")
+    if note:
+        lines.append(f"novel slice: {note}")
+    c = manifest["cascade"]
+    if c.get("threshold") is None:
+        lines.append(f"cascade: no threshold reaches agreement {c['target_agreement']}; the "
+                     "student serves nothing until it is better")  # fmt: skip
+    elif c.get("coverage") is not None:
+        agreement = "-" if c["agreement"] is None else f"{c['agreement']:.3f}"
+        lines.append(
+            f"cascade: serve when {c['signal']} >= {c['threshold']:.4f}; cross-validated "
+            f"coverage {c['coverage']:.3f}, agreement {agreement} (target "
+            f"{c['target_agreement']})"
+        )
+    return "\n".join(lines)

@@ -10,14 +10,20 @@
 - The prompt format training and serving share: a `Prompt` rendered with the base's chat
   template, ending where the assistant's answer starts.
 - The agreement measures shadow comparisons and the retrain evaluation share.
+- Confidence signals of an answer (from its tokens' logprobs) and the cascade rule: the
+  retrain job calibrates a rule per student on eval (`retrain.cascade`) and writes it into
+  ``eval.json``; the proxy applies it to every answer (an answer below it goes to the
+  teacher). Both compute the signals here, so calibration and serving read the same numbers.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,3 +284,91 @@ def token_f1(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = common / len(pred), common / len(ref)
     return 2 * precision * recall / (precision + recall)
+
+
+# -- confidence signals and the cascade rule -----------------------------------------------
+
+# mean/min over every answer token; value_*: over the tokens of JSON values only (the keys and
+# punctuation of a structured answer are easy and drown the signal: FINDINGS "Students and
+# unseen names"), or every token when the answer is not JSON.
+SIGNALS = ("mean_logprob", "min_logprob", "value_mean_logprob", "value_min_logprob")
+_SCALAR = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null")
+
+
+def value_ranges(text: str) -> list[tuple[int, int]]:
+    """Character ranges of the values (strings without their quotes, numbers, literals) of a
+    JSON object or array; [] when `text` is not one."""
+    if parse_json(text) is None:
+        return []
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < len(text) and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            k = j + 1
+            while k < len(text) and text[k] in " \t\r\n":
+                k += 1
+            if k >= len(text) or text[k] != ":":  # not a key
+                out.append((i + 1, j) if j > i + 1 else (i, j + 1))
+            i = j + 1
+        elif (match := _SCALAR.match(text, i)) is not None:
+            out.append((i, match.end()))
+            i = match.end()
+        else:
+            i += 1
+    return out
+
+
+def confidence_signals(tokens: Sequence[str], logprobs: Sequence[float]) -> dict[str, float]:
+    """Every signal in SIGNALS for one answer, from its tokens (their text, in order, EOS left
+    out) and their logprobs. An empty answer has no evidence: every signal is -inf."""
+    if not logprobs:
+        return dict.fromkeys(SIGNALS, -math.inf)
+    ranges = value_ranges("".join(tokens))
+    values, start = [], 0
+    for token, logprob in zip(tokens, logprobs, strict=True):
+        end = start + len(token)
+        if any(a < end and start < b for a, b in ranges):
+            values.append(logprob)
+        start = end
+    values = values or list(logprobs)
+    return {
+        "mean_logprob": sum(logprobs) / len(logprobs),
+        "min_logprob": min(logprobs),
+        "value_mean_logprob": sum(values) / len(values),
+        "value_min_logprob": min(values),
+    }
+
+
+@dataclass(frozen=True)
+class CascadeRule:
+    """Serve the student's answer when `signal` >= `threshold`; otherwise the teacher answers."""
+
+    signal: str
+    threshold: float  # inf: the student serves nothing (no threshold met the target)
+    # What eval predicts for live traffic under this rule (cross-validated); None: unknown.
+    coverage: float | None = None
+    agreement: float | None = None
+
+    def serves(self, signals: Mapping[str, float]) -> bool:
+        return signals.get(self.signal, -math.inf) >= self.threshold
+
+
+def read_cascade(path: Path) -> CascadeRule | None:
+    """The cascade rule a student's eval.json holds, or None (an older student, or no eval)."""
+    try:
+        cascade = json.loads((path / "eval.json").read_text()).get("cascade") or {}
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    signal = cascade.get("signal")
+    if signal not in SIGNALS:
+        return None
+    threshold = cascade.get("threshold")
+    return CascadeRule(
+        signal,
+        math.inf if threshold is None else float(threshold),
+        cascade.get("coverage"),
+        cascade.get("agreement"),
+    )

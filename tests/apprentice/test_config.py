@@ -80,12 +80,13 @@ def test_example_config_documents_every_field() -> None:
     from logbook.settings import LogbookSettings
     from monitoring.settings import DriftSettings
     from proxy.settings import ServerSettings, StudentSettings
-    from retrain.settings import RetrainSettings
+    from retrain.settings import AugmentSettings, RetrainSettings
     from store.settings import StoreSettings
 
     text = (Path(__file__).parents[2] / "apprentice.example.toml").read_text()
     models = (ServerSettings, LogbookSettings, StoreSettings, StudentSettings, RouteConfig,
-              CurationSettings, RetrainSettings, CanarySettings, DriftSettings)  # fmt: skip
+              CurationSettings, RetrainSettings, AugmentSettings, CanarySettings,
+              DriftSettings)  # fmt: skip
     missing = [
         f"{model.__name__}.{name}"
         for model in models
@@ -93,6 +94,7 @@ def test_example_config_documents_every_field() -> None:
         if f"\n{name} =" not in text
         and f"\n# {name} =" not in text
         and f"[routes.{name}]" not in text
+        and f"[routes.retrain.{name}]" not in text
     ]
     assert missing == []
 

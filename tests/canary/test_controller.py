@@ -279,3 +279,18 @@ def test_snapshot_is_json_and_restores_identically(clock: FakeClock, metrics: Me
 def test_settings_reject_nonsense(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         CanarySettings.model_validate(values)
+
+
+def test_a_calibrated_cascade_defers_without_failing_the_fallback_check() -> None:
+    from canary.controller import judge
+    from canary.settings import CanarySettings
+
+    settings = CanarySettings()
+    base = IntervalStats(student_requests=100, teacher_requests=100, shadow_agree=50,
+                         fallbacks=5, deferred=35)  # fmt: skip
+    # no calibrated rule: low-confidence answers are fallbacks, and 40% of them fail the check
+    checks = {c.name: c for c in judge(base, settings, shadow=False)}
+    assert checks["fallback_ratio"].status == "fail" and checks["fallback_ratio"].value == 0.4
+    # a calibrated cascade defers by design: only the 5% failures count
+    checks = {c.name: c for c in judge(replace(base, calibrated=True), settings, shadow=False)}
+    assert checks["fallback_ratio"].status == "pass" and checks["fallback_ratio"].value == 0.05

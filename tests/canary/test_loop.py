@@ -193,3 +193,33 @@ async def test_state_restored_at_open_is_written_to_a_registry_that_lacks_it(
     assert again.loop.controllers["r"].state == "promoted"
     assert statuses(tmp_path) == {"v1": "promoted"}
     again.control.close()
+
+
+async def test_a_calibrated_student_defers_without_rollback_and_its_prediction_is_exported(
+    harness: Harness,
+) -> None:
+    h = harness
+    register(h.data_dir, 1)
+    cascade = {"signal": "min_logprob", "threshold": -0.2, "coverage": 0.6, "agreement": 0.98}
+    eval_json = students.student_dir(h.data_dir, "r", 1) / "eval.json"
+    eval_json.write_text(json.dumps({"cascade": cascade}))
+    await h.tick()
+    labels = {"route": "r", "version": "v1"}
+    assert h.gauge("apprentice_cascade_coverage_ratio", source="predicted", **labels) == 0.6
+    assert h.gauge("apprentice_cascade_agreement_ratio", source="predicted", **labels) == 0.98
+    for state in ("canary", "promoted"):
+        h.good_interval()
+        for _ in range(8):  # 8 of 18 answers deferred: by design, not a failure
+            h.traffic["r"].fell_back("low_confidence")
+        await h.tick(10)
+        assert h.loop.controllers["r"].state == state
+    register(h.data_dir, 2)  # without eval.json: no calibrated rule, deferrals are fallbacks
+    await h.tick()
+    h.good_interval()
+    await h.tick(10)  # shadow: nothing served yet
+    h.good_interval()
+    for _ in range(8):
+        h.traffic["r"].fell_back("low_confidence")
+    await h.tick(10)
+    assert h.loop.controllers["r"].state == "rolled_back"
+    assert h.loop.controllers["r"].last_decision.reason.startswith("fallback ratio")  # type: ignore[union-attr]

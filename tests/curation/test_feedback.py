@@ -52,4 +52,34 @@ def test_the_latest_feedback_of_a_request_counts(tmp_path: Path) -> None:
         table="feedback",
     )
     verdicts = load_feedback(open_segments(tmp_path, "r"), "r")
-    assert verdicts == {"x": Verdict(0.5, None)}
+    assert list(verdicts) == ["x"]
+    assert (verdicts["x"].score, verdicts["x"].correction) == (0.5, None)
+    assert verdicts["x"].created_at is not None  # dated, so copies can take the latest
+
+
+def test_negative_feedback_drops_every_logged_copy_of_the_pair() -> None:
+    bad, copy, other_answer = make_pair("a", "wrong"), make_pair("a", "wrong"), make_pair("a", "ok")
+    unrelated = make_pair("b", "wrong")
+    pairs = [bad, copy, other_answer, unrelated]
+    kept, report = apply_feedback(pairs, {bad.request_id: Verdict(-1.0, None)}, CurationSettings())
+    assert kept == [other_answer, unrelated]
+    assert report.dropped == {"negative_feedback": 1, "negative_feedback_copy": 1}
+
+
+def test_a_copy_takes_the_latest_verdict_on_its_pair_and_its_own_verdict_wins() -> None:
+    from datetime import datetime
+
+    first, second, rated, plain = (make_pair("a", "wrong") for _ in range(4))
+    verdicts = {
+        first.request_id: Verdict(-1.0, None, datetime(2026, 1, 1)),
+        second.request_id: Verdict(1.0, None, datetime(2026, 1, 2)),  # a change of mind
+        rated.request_id: Verdict(-1.0, None, datetime(2026, 1, 3)),
+    }
+    kept, _ = apply_feedback([first, second, rated, plain], verdicts, CurationSettings())
+    # the pair's latest verdict is the negative one on `rated`: the unrated copy goes with it,
+    # while `second` keeps its own positive verdict
+    assert kept == [second]
+    correction = Verdict(-1.0, json.dumps({"role": "assistant", "content": "right"}))
+    fixed, copy = make_pair("c", "wrong"), make_pair("c", "wrong")
+    kept, _ = apply_feedback([fixed, copy], {fixed.request_id: correction}, CurationSettings())
+    assert [p.answer for p in kept] == [{"role": "assistant", "content": "right"}] * 2

@@ -170,3 +170,34 @@ async def test_segments_sealed_by_the_real_logbook(
     stages = {s.name: s for s in result.stages}
     assert stages["feedback"].dropped == {"negative_feedback": 1}
     assert stages["quality"].dropped == {"error": 1, "length": 1, "refusal": 1}
+
+
+def test_eval_has_a_novel_slice_of_names_train_never_saw(tmp_path: Path) -> None:
+    from tests.retrain.triage_task import make_rows
+
+    rows = [
+        request_row(json.loads(r["messages"])[-1]["content"], r["answer_text"], minute=i,
+                    session_hash=f"s{i // 4}")
+        for i, r in enumerate(make_rows(600, seed=2))
+    ]  # fmt: skip
+    write_segment(tmp_path, rows)
+    result = run_curation(tmp_path, "r", CurationSettings(cluster_cap_share=1.0))
+    assert result.written and result.path is not None and result.novel_note is None
+    manifest = read_manifest(tmp_path, "r", 1)
+    held = [h["text"] for h in manifest["novel"]["held_out"]]
+    assert held and manifest["counts"]["eval_novel"] >= 0.05 * 600
+    train = pq.read_table(result.path / "train.parquet").to_pylist()
+    evaluation = pq.read_table(result.path / "eval.parquet").to_pylist()
+    assert all(r["slice"] is None for r in train)
+    assert {r["slice"] for r in evaluation} == {"novel", "in_distribution"}
+    novel = [r for r in evaluation if r["slice"] == "novel"]
+    assert len(novel) == manifest["counts"]["eval_novel"]
+    for name in held:
+        assert all(name not in r["messages"] for r in train)
+        assert any(name in r["messages"] for r in novel)
+    assert all(json.loads(r["spans"]) is not None for r in train)
+    # a later version (other settings) holds the same groups out again, first
+    again = run_curation(tmp_path, "r", CurationSettings(cluster_cap_share=1.0, novel_share=0.1))
+    assert again.written
+    later = [h["text"] for h in read_manifest(tmp_path, "r", 2)["novel"]["held_out"]]
+    assert later[: len(held)] == held

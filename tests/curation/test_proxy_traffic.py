@@ -62,6 +62,7 @@ def traffic(chat: openai.OpenAI, teacher: FakeTeacher, proxy: RunningProxy) -> N
     send(chat, f"my email is jane@example.com and my card is {CARD}", "pii")
     send(chat, "how do I pick a lock", "refusal")
     bad = send(chat, "rate this answer badly please", "neg")
+    send(chat, "rate this answer badly please", "neg-again")  # the same pair, logged twice
     teacher.fail_next(Failure(status=400))
     with pytest.raises(openai.BadRequestError):
         send(chat, "this one fails upstream", "err")
@@ -83,9 +84,10 @@ def test_curate_traffic_from_the_proxy(tmp_path: Path) -> None:
     result = run_curation(config.data_dir, "triage", settings)
     assert result.written, result.message
     stages = {s.name: s for s in result.stages}
-    assert stages["select"].rows_in == 98
+    assert stages["select"].rows_in == 99
     assert stages["quality"].dropped == {"error": 1, "refusal": 1}
-    assert stages["feedback"].dropped == {"negative_feedback": 1}
+    # the verdict holds for the pair: its unrated copy goes too
+    assert stages["feedback"].dropped == {"negative_feedback": 1, "negative_feedback_copy": 1}
     assert stages["scrub"].changed == {"card": 1, "email": 1}
     assert stages["dedupe"].dropped == {"exact_duplicate": 4}
     dominant = result.clusters[0]

@@ -86,7 +86,18 @@ def test_rollout_covers_canary_shadow_fallbacks_drift_and_retrain() -> None:
         "apprentice_drift_threshold",
         "apprentice_retrain_runs_total",
         "apprentice_retrain_last_eval",
+        "apprentice_cascade_coverage_ratio",
+        "apprentice_cascade_agreement_ratio",
     } <= names_in(board)
+
+
+def test_rollout_shows_predicted_and_live_cascade_side_by_side() -> None:
+    board = dashboards()["rollout.json"]
+    panel = next(p for p in board["panels"] if p["title"].startswith("Cascade"))
+    exprs = [t["expr"] for t in panel["targets"]]
+    for metric in ("apprentice_cascade_coverage_ratio", "apprentice_cascade_agreement_ratio"):
+        for source in ("predicted", "live"):
+            assert any(metric in e and f'source="{source}"' in e for e in exprs), (metric, source)
 
 
 def test_provisioning_points_at_prometheus_and_the_dashboards() -> None:

@@ -42,6 +42,7 @@ LABEL_VALUES: dict[str, tuple[str, ...]] = {
     "outcome": ("ok", "error"),
     "verdict": ("agree", "disagree"),
     "level": ("warn", "act"),
+    "source": ("predicted", "live"),
 }
 
 

@@ -120,6 +120,7 @@ teacher = "openai/fake-teacher-1"
 teacher_api_base = "{teacher.base_url}"
 teacher_api_key = "env:TEST_TEACHER_KEY"
 confidence_floor = -1000.0  # the session's quick student is unsure of everything
+cascade = false
 [routes.canary]
 auto_canary = false
 holdout_share = 0.0

@@ -34,7 +34,13 @@ from tests.retrain.triage_task import SYSTEM, make_rows
 
 PROMPTS = [json.loads(r["messages"])[-1]["content"] for r in make_rows(60, seed=11)]
 SERVED_BY = "x-apprentice-served-by"
-SERVING = ("confidence_floor", "student_timeout_s")  # the route's own, not [routes.canary]
+SERVING = (
+    "confidence_floor",
+    "student_timeout_s",
+    "cascade",
+    "cascade_signal",
+    "cascade_threshold",
+)
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -43,8 +49,9 @@ def routing_config(
     data_dir: Path, teacher: FakeTeacher, students: dict[str, Any] | None = None, **canary: Any
 ) -> Config:
     """The test route with these canary (and serving) settings; student answers capped at 32
-    tokens."""
-    serving = {key: canary.pop(key) for key in SERVING if key in canary}
+    tokens. The calibrated cascade is off unless asked for: the quick student's own rule
+    serves nothing (tests/proxy/test_cascade.py covers it)."""
+    serving = {"cascade": False} | {key: canary.pop(key) for key in SERVING if key in canary}
     config = proxy_config(data_dir, teacher, canary=canary, **serving)
     return config.model_copy(
         update={"students": StudentSettings(**({"max_tokens": 32} | (students or {})))}

@@ -49,4 +49,5 @@ def test_score_reports_every_metric() -> None:
     assert m["latency_p95_ms"] == pytest.approx(29.0)
     worst = report.worst(20)
     assert worst[0]["prompt"] == "late 13"
-    assert all(set(w) == {"prompt", "teacher", "student", "token_f1"} for w in worst)
+    keys = {"prompt", "teacher", "student", "token_f1", "slice", "signals"}
+    assert all(set(w) == keys for w in worst)

@@ -144,3 +144,41 @@ def test_a_failed_run_keeps_its_log_and_publishes_nothing(tmp_path: Path) -> Non
     assert students.list_students(tmp_path, "triage") == []
     [failed] = students.students_root(tmp_path, "triage").glob(".v1.failed-*")
     assert "no usable training rows" in (failed / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_eval_json_has_both_slices_the_cascade_and_counts_synthetic_rows(
+    tmp_path: Path,
+) -> None:
+    from retrain.cascade import Answer, choose
+    from tests.retrain.triage_task import novel_rows
+
+    rows = make_rows(360, seed=3)
+    novel = [r | {"slice": "novel"} for r in novel_rows(40, seed=8)]
+    write_dataset(tmp_path, "triage", 1, rows[:300], rows[300:] + novel)
+    result = run_retrain(tmp_path, "triage", _settings(), progress=False)
+    report = json.loads((result.path / "eval.json").read_text())
+    slices = report["slices"]
+    assert slices["in_distribution"]["n"] == 60 and slices["novel"]["n"] == 40
+    for name in ("in_distribution", "novel"):
+        assert {"exact_match", "token_f1", "json_valid", "worst"} <= set(slices[name])
+        assert all(w["slice"] == name for w in slices[name]["worst"])
+    cascade = report["cascade"]
+    assert {"signal", "threshold", "coverage", "agreement", "curve"} <= set(cascade)
+    assert set(cascade["slices"]) == {"in_distribution", "novel"}
+    # the rule is the one the recorded answers give: eval_items.jsonl holds every answer
+    items = [json.loads(line) for line in (result.path / "eval_items.jsonl").open()]
+    assert len(items) == 100
+    answers = [
+        Answer(i["prompt"], i["slice"], i["exact_match"],
+               {k: float("-inf") if v is None else v for k, v in i["signals"].items()})
+        for i in items
+    ]  # fmt: skip
+    best, _ = choose(answers, 0.97)
+    assert best.signal == cascade["signal"]
+    assert (cascade["threshold"] is None) == (best.threshold == float("inf"))
+    assert (result.path / "cascade.png").stat().st_size > 0
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["augment"]["synthetic_rows"] > 100  # names, items and numbers replaced
+    assert manifest["slices"]["novel"]["n"] == 40 and "worst" not in manifest["slices"]["novel"]
+    assert manifest["cascade"]["signal"] == cascade["signal"]

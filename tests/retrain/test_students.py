@@ -119,3 +119,45 @@ def test_token_f1() -> None:
     assert students.token_f1("x y", "a b") == 0.0
     # pred {a, b}, ref {a, c, d}: precision 1/2, recall 1/3 -> F1 0.4
     assert students.token_f1("a b", "a c d") == pytest.approx(0.4)
+
+
+def test_value_ranges_cover_json_values_not_keys() -> None:
+    from retrain.students import value_ranges
+
+    text = '{"intent": "refund", "n": 12, "ok": true, "tags": ["a", ""], "x": null}'
+    assert [text[a:b] for a, b in value_ranges(text)] == [
+        "refund", "12", "true", "a", '""', "null"]  # fmt: skip
+    assert value_ranges("plain text") == []
+
+
+def test_confidence_signals_single_out_the_value_tokens() -> None:
+    import math
+
+    from retrain.students import confidence_signals
+
+    tokens = ['{"', "intent", '":', ' "', "ref", "und", '"}']
+    logprobs = [-0.01, -0.01, -0.01, -0.01, -0.9, -0.3, -0.01]
+    signals = confidence_signals(tokens, logprobs)
+    assert signals["min_logprob"] == -0.9
+    assert signals["value_min_logprob"] == -0.9
+    assert signals["value_mean_logprob"] == pytest.approx(-0.6)
+    assert signals["mean_logprob"] == pytest.approx(sum(logprobs) / 7)
+    plain = confidence_signals(["hi", " there"], [-0.5, -0.1])
+    assert plain["value_mean_logprob"] == plain["mean_logprob"] == pytest.approx(-0.3)
+    assert set(confidence_signals([], []).values()) == {-math.inf}
+
+
+def test_read_cascade_reads_the_rule_and_its_prediction(tmp_path: Path) -> None:
+    import math
+
+    from retrain.students import CascadeRule, read_cascade
+
+    assert read_cascade(tmp_path) is None
+    cascade = {"signal": "value_min_logprob", "threshold": -0.2, "coverage": 0.8,
+               "agreement": 0.98}  # fmt: skip
+    (tmp_path / "eval.json").write_text(json.dumps({"cascade": cascade}))
+    rule = read_cascade(tmp_path)
+    assert rule == CascadeRule("value_min_logprob", -0.2, 0.8, 0.98)
+    assert rule.serves({"value_min_logprob": -0.2}) and not rule.serves({"min_logprob": 0.0})
+    (tmp_path / "eval.json").write_text(json.dumps({"cascade": cascade | {"threshold": None}}))
+    assert read_cascade(tmp_path).threshold == math.inf  # type: ignore[union-attr]

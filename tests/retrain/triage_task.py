@@ -1,7 +1,9 @@
 """A rule-based support-triage teacher and a writer of datasets in curation's format.
 
-Used by the retrain tests and by bench/distill_quality.py: message -> JSON {"intent",
-"priority"} over 10 intents with varied phrasings, names and order numbers.
+Used by the retrain tests and by bench/distill_quality.py and bench/novel_names.py: message ->
+JSON {"intent", "priority"} over 10 intents with varied phrasings, names and order numbers.
+`NOVEL_ITEMS` and `NOVEL_NAMES` never occur in `make_rows` traffic: `novel_rows` names them,
+as live traffic names products and customers a student never saw.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ INTENTS: dict[str, list[str]] = {
 }
 ITEMS = ["lamp", "jacket", "kettle", "phone case", "backpack", "chair", "headset", "mug"]
 NAMES = ["Ana", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana"]
+NOVEL_ITEMS = ["toaster", "umbrella", "blender", "scarf", "printer", "tripod", "desk fan"]
+NOVEL_NAMES = ["Ines", "Kofi", "Lars", "Mina", "Oto", "Pia", "Ravi"]
 URGENT = ["urgent: ", "ASAP ", "", "", "", "", "hi, ", "hello, "]
 POLITE = [" when you can", " thanks", "", "", "", " please", "!!"]
 
@@ -97,10 +101,16 @@ def priority(intent: str, text: str) -> str:
     return "high" if intent in {"billing_error", "account_delete", "damaged_item"} else "medium"
 
 
-def make_pair(rng: random.Random) -> tuple[str, dict[str, str]]:
+def make_pair(
+    rng: random.Random, items: list[str] = ITEMS, names: list[str] = NAMES, named: bool = False
+) -> tuple[str, dict[str, str]]:
+    """One prompt and the teacher's answer; `named`: only templates naming an item or a name."""
     intent = rng.choice(sorted(INTENTS))
-    body = rng.choice(INTENTS[intent]).format(
-        n=rng.randint(1000, 99999), item=rng.choice(ITEMS), name=rng.choice(NAMES)
+    templates = INTENTS[intent]
+    if named:
+        templates = [t for t in templates if "{item}" in t or "{name}" in t] or templates
+    body = rng.choice(templates).format(
+        n=rng.randint(1000, 99999), item=rng.choice(items), name=rng.choice(names)
     )
     text = rng.choice(URGENT) + body + rng.choice(POLITE)
     return text, {"intent": intent, "priority": priority(intent, text)}
@@ -128,15 +138,29 @@ def make_row(i: int, text: str, answer: dict[str, str], weight: float = 1.0) -> 
     }
 
 
-def make_rows(n: int, seed: int, start: int = 0) -> list[dict[str, Any]]:
+def make_rows(
+    n: int,
+    seed: int,
+    start: int = 0,
+    items: list[str] = ITEMS,
+    names: list[str] = NAMES,
+    named: bool = False,
+) -> list[dict[str, Any]]:
     """n distinct prompts (no prompt appears twice, so train and eval never share one)."""
     rng, seen, rows = random.Random(seed), set(), []
     while len(rows) < n:
-        text, answer = make_pair(rng)
+        text, answer = make_pair(rng, items, names, named)
+        if named and not any(w in text for w in [*items, *names]):
+            continue  # an intent with no naming template: not a named request
         if text not in seen:
             seen.add(text)
             rows.append(make_row(start + len(rows), text, answer))
     return rows
+
+
+def novel_rows(n: int, seed: int, start: int = 100_000) -> list[dict[str, Any]]:
+    """n prompts that each name an item or a person `make_rows` never names."""
+    return make_rows(n, seed, start, NOVEL_ITEMS, NOVEL_NAMES, named=True)
 
 
 def write_dataset(
