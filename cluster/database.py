@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -155,7 +156,7 @@ class Database:
             )
             try:
                 # WAL: readers never block the writer, and processes on one host share it.
-                con.execute("PRAGMA journal_mode = WAL")
+                _wal(con)
                 # NORMAL in WAL mode survives any process crash; only power loss can drop the
                 # last commits, which a control plane (leases, counters) can afford.
                 con.execute("PRAGMA synchronous = NORMAL")
@@ -202,3 +203,20 @@ class Database:
         # Chain the driver's error only when it does not carry the password itself.
         text = f"{exc!s} {exc!r}"
         return None if any(s in text for s in self.url.secrets) else exc
+
+
+def _wal(con: sqlite3.Connection) -> None:
+    """Switch to WAL mode. The switch needs the file to itself and SQLite answers "database is
+    locked" at once, without waiting on its busy timeout, while another connection is in it
+    (replicas or workers starting together): try again until the busy timeout has passed."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)  # back off: another connection holds the file for a moment
+        pause = min(pause * 2, 0.1)
