@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 READ = ("segments", "feedback")  # what curation reads, every replica's
 TREES = ("datasets", "students")  # finished folders: curation, retrain and serving read them
+STORE_SECRETS = ("access_key_id", "secret_access_key")
 
 
 def pulled_store(config: Config) -> Store:
@@ -42,16 +43,35 @@ def job_config_json(config: Config) -> str:
 
 
 def job_command(config: Config) -> Callable[[str], list[str]]:
-    """argv of the child job for a route (the config file is written on first use)."""
+    """argv of the child job for a route (the config file is written on first use); the job
+    reads the secrets it needs from its stdin (`job_secrets`)."""
     path = config.data_dir / "jobs" / "config.json"
 
     def command(route: str) -> list[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(job_config_json(config))
         return [sys.executable, "-m", "apprentice.jobs", "--config-json", str(path),
-                "--route", route]  # fmt: skip
+                "--route", route, "--secrets-stdin"]  # fmt: skip
 
     return command
+
+
+def job_secrets(config: Config) -> bytes:
+    """What a job needs of the secrets its JSON config masks: the store's keys (an object
+    store is where its segments, datasets and students are). Sent on the child's stdin, never
+    written to a file or an environment."""
+    store = {name: value.get_secret_value() for name in STORE_SECRETS
+             if (value := getattr(config.store, name)) is not None}  # fmt: skip
+    return json.dumps({"store": store}).encode()
+
+
+def with_secrets(raw: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
+    """The job's raw config with the masked secrets `job_secrets` sent put back."""
+    store = secrets.get("store") or {}
+    unknown = set(store) - set(STORE_SECRETS)
+    if unknown:
+        raise ValueError(f"unexpected secrets for a job: {sorted(unknown)}")
+    return raw | {"store": (raw.get("store") or {}) | store} if store else raw
 
 
 def relabeler(route: RouteConfig) -> Relabel | None:
@@ -111,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="curate and retrain one route")
     parser.add_argument("--config-json", type=Path, required=True)
     parser.add_argument("--route", required=True)
+    parser.add_argument("--secrets-stdin", action="store_true", help="read job_secrets' JSON")
     args = parser.parse_args(argv)
     raw = json.loads(args.config_json.read_text())
+    if args.secrets_stdin:
+        raw = with_secrets(raw, json.loads(sys.stdin.read() or "{}"))
     config = config_from_dict(raw, environ={})
     result = run_job(config, args.route)
     print(json.dumps(result, default=str))

@@ -24,7 +24,7 @@ from typing import Any
 import uvicorn
 
 from apprentice.config import Config
-from apprentice.jobs import READ, TREES, job_command
+from apprentice.jobs import READ, TREES, job_command, job_secrets
 from canary.controller import Transition
 from canary.loop import LEASE, CanaryLoop
 from canary.store import history, load_snapshots
@@ -82,6 +82,7 @@ async def backends(config: Config, metrics: Metrics, replica: str) -> AsyncItera
         {r.name: r.retrain for r in routes},
         metrics,
         job_command(config),
+        stdin=lambda: job_secrets(config),
     )
     canary = CanaryLoop(
         store.root,

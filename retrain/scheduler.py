@@ -10,6 +10,7 @@ command runs the job is the caller's (the shell's `apprentice.jobs`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -51,9 +52,12 @@ class Scheduler:
         metrics: Metrics,
         command: Callable[[str], list[str]],
         on_finished: Callable[[str], None] | None = None,
+        stdin: Callable[[], bytes] | None = None,
     ) -> None:
+        """`stdin()`, when given, is written to each job's stdin (its secrets: never argv,
+        a file or the environment, which other local users' tools may read)."""
         self.data_dir, self.settings, self.metrics = data_dir, dict(routes), metrics
-        self.command, self.on_finished = command, on_finished
+        self.command, self.on_finished, self.stdin = command, on_finished, stdin
         self.routes = {name: RouteSchedule() for name in routes}
         self._row_counts: dict[Path, int] = {}
         # "Every T hours" counts from the server's start until a first run has happened.
@@ -137,10 +141,17 @@ class Scheduler:
         log_path = logs / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-retrain.log"
         out = log_path.open("wb")
         argv = self.command(route)
-        state.running = await asyncio.create_subprocess_exec(
-            *argv, stdout=out, stderr=asyncio.subprocess.STDOUT
-        )
+        secrets = self.stdin() if self.stdin is not None else None
+        state.running = proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=out, stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL if secrets is None else asyncio.subprocess.PIPE,
+        )  # fmt: skip
         out.close()
+        if secrets is not None and proc.stdin is not None:
+            proc.stdin.write(secrets)
+            with contextlib.suppress(ConnectionError):  # a child that died at once: its log says
+                await proc.stdin.drain()
+            proc.stdin.close()
         state.waiter = asyncio.create_task(self._wait(route, state.running, log_path))
 
     async def _wait(self, route: str, proc: asyncio.subprocess.Process, log_path: Path) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from apprentice.config import config_from_dict
-from apprentice.jobs import job_command
+from apprentice.jobs import job_command, job_secrets, with_secrets
 from logbook.segments import segment_files
 from logbook.settings import LogbookSettings
 from logbook.writer import Logbook
@@ -70,3 +71,32 @@ async def test_an_ask_waits_for_rows_sealed_after_it_then_runs_a_child_job(
     logs = list((tmp_path / "students" / "triage" / "jobs").glob("*-retrain.log"))
     assert len(logs) == 1 and '"status": "empty"' in logs[0].read_text()
     assert sched.metrics.retrain_runs.labels("triage", "skipped")._value.get() == 1
+
+
+async def test_a_job_gets_the_store_keys_on_its_stdin_and_nowhere_else(tmp_path: Path) -> None:
+    config = config_from_dict(
+        {
+            "data_dir": str(tmp_path),
+            "store": {"url": "s3://bucket/apprentice", "endpoint_url": "http://127.0.0.1:9",
+                      "access_key_id": "env:KEY_ID", "secret_access_key": "env:SECRET"},
+            "routes": [{"name": "triage", "teacher": "openai/x", "retrain": {}}],
+        },
+        {"KEY_ID": "AKIA-test-key-id", "SECRET": "s3-secret-for-the-job"},
+    )  # fmt: skip
+    argv = job_command(config)("triage")
+    written = (tmp_path / "jobs" / "config.json").read_text()
+    assert "s3-secret-for-the-job" not in written and "s3-secret-for-the-job" not in argv
+    # What the child rebuilds from the file and its stdin is the server's store, keys included.
+    raw = with_secrets(json.loads(written), json.loads(job_secrets(config)))
+    rebuilt = config_from_dict(raw, {})
+    assert rebuilt.store == config.store
+    # The scheduler writes them to the child's stdin (here a child that echoes it to its log).
+    echo = [sys.executable, "-c", "import sys; print(sys.stdin.read())"]
+    sched = Scheduler(tmp_path, {"triage": config.routes[0].retrain}, Metrics(),
+                      lambda route: echo, stdin=lambda: job_secrets(config))  # fmt: skip
+    await sched._start("triage")
+    state = sched.routes["triage"]
+    assert state.waiter is not None
+    await state.waiter
+    logs = list((tmp_path / "students" / "triage" / "jobs").glob("*-retrain.log"))
+    assert json.loads(logs[0].read_text())["store"]["secret_access_key"] == "s3-secret-for-the-job"
