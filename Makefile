@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install install-dev prometheus postgresql node-clients lint typecheck pytest bench clean
+.PHONY: demo test install install-dev prometheus postgresql haproxy node-clients lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -60,6 +60,18 @@ postgresql:
 	  fi; \
 	fi
 
+# Debian's haproxy for the replicas-behind-one-address test: installed when missing and this
+# runs as root with apt; otherwise that test skips and says what to run.
+haproxy:
+	@if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
+	    pkill -x haproxy || true; \
+	  else \
+	    echo "note: haproxy is missing: 'sudo apt-get install haproxy' runs the load-balancer test"; \
+	  fi; \
+	fi
+
 # The Vercel AI SDK for the Node client test, when npm is here (else that test says what to run).
 tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
@@ -68,7 +80,7 @@ tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
 
 node-clients: tests/node/node_modules/.package-lock.json
 
-pytest: install-dev prometheus postgresql node-clients
+pytest: install-dev prometheus postgresql haproxy node-clients
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest

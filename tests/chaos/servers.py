@@ -22,10 +22,19 @@ def free_port() -> int:
 
 
 class Served:
-    """One `apprentice serve --config` child; the config file is written by the caller."""
+    """One `apprentice serve --config` child; the config file is written by the caller.
+    `args`: more of serve's options (`--workers 2`); `env`: more variables for its config."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        log: Path,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.config, self.port, self.log = config, port, log
+        self.args, self.env = args, dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -34,11 +43,11 @@ class Served:
 
     def start(self, deadline_s: float = 60) -> Served:
         env = os.environ | {"TEST_CLIENT_KEY": CLIENT_KEY, "TEST_TEACHER_KEY": TEACHER_KEY,
-                            "TEST_ADMIN_TOKEN": ADMIN_TOKEN}  # fmt: skip
+                            "TEST_ADMIN_TOKEN": ADMIN_TOKEN} | self.env  # fmt: skip
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "apprentice.cli", "serve", "--config", str(self.config),
-                 "--log-level", "info"],
+                 "--log-level", "info", *self.args],
                 env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + deadline_s

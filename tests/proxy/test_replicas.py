@@ -11,10 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,69 +22,26 @@ import openai
 import pytest
 
 from logbook.segments import open_segments
-from tests.conftest import ADMIN_TOKEN, CLIENT_KEY, TEACHER_KEY
+from tests.chaos.servers import Served, free_port
+from tests.conftest import ADMIN_TOKEN, CLIENT_KEY
 from tests.fakes.teacher import FakeTeacher
+from tests.services.haproxy import running_haproxy
 from tests.services.postgres import PostgresServer, running_postgres
 
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 LEASE_TTL_S = 2.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Replica(Served):
+    """One `apprentice serve` of the cluster, with its own data_dir."""
 
+    def __init__(self, name: str, data_dir: Path, config: Path, port: int, log: Path) -> None:
+        super().__init__(config, port, log)
+        self.name, self.data_dir = name, data_dir
 
-@dataclass
-class Replica:
-    name: str
-    data_dir: Path
-    config: Path
-    port: int
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, control_url: str) -> None:
-        env = os.environ | {
-            "TEST_CLIENT_KEY": CLIENT_KEY, "TEST_TEACHER_KEY": TEACHER_KEY,
-            "TEST_ADMIN_TOKEN": ADMIN_TOKEN, "TEST_CONTROL_URL": control_url,
-        }  # fmt: skip
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "apprentice.cli", "serve", "--config", str(self.config),
-                 "--log-level", "info"],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.log.read_text()[-4000:])
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not become ready:\n{self.log.read_text()[-4000:]}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
+    def start_with(self, control_url: str) -> None:
+        self.env["TEST_CONTROL_URL"] = control_url
+        self.start()
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         response = httpx.request(method, f"{self.url}/admin{path}", json=body, headers=ADMIN,
@@ -171,7 +124,8 @@ def cluster(
             yield c
         finally:
             for r in c.replicas:
-                r.stop()
+                if r.proc is not None:
+                    r.stop()
 
 
 async def burst(urls: list[str], n: int, kill: Any = None, at: int = -1) -> list[str | None]:
@@ -220,7 +174,7 @@ def stored_prompts(shared: Path) -> set[str]:
 @pytest.mark.parametrize("cluster", [3], indirect=True)
 def test_a_replica_killed_mid_burst_loses_no_answered_row(cluster: Cluster) -> None:
     for r in cluster.replicas:
-        r.start(cluster.control_url)
+        r.start_with(cluster.control_url)
     victim = cluster.replicas[0]
     results = asyncio.run(burst([r.url for r in cluster.replicas], 600, victim.kill, at=200))
     # The survivors answered everything sent to them; the victim what it finished in time.
@@ -229,7 +183,7 @@ def test_a_replica_killed_mid_burst_loses_no_answered_row(cluster: Cluster) -> N
             assert text == f"echo: request {i}", (i, text)
     answered = {f"request {i}" for i, t in enumerate(results) if t is not None}
     assert 200 <= len(answered) < 600
-    victim.start(cluster.control_url)  # replays its journal
+    victim.start_with(cluster.control_url)  # replays its journal
     for r in cluster.replicas:
         r.admin("POST", "/seal")
     stored = stored_prompts(cluster.shared)
@@ -245,7 +199,7 @@ def test_a_weight_set_through_one_replica_is_obeyed_by_all_within_2s(
     source, version = student_data
     shutil.copytree(source / "students", cluster.shared / "students")
     for r in cluster.replicas:
-        r.start(cluster.control_url)
+        r.start_with(cluster.control_url)
     one, other = cluster.replicas
     started = time.monotonic()
     one.admin("POST", "/canary/triage/set-weight", {"version": f"v{version}", "weight": 100})
@@ -268,7 +222,7 @@ def test_a_weight_set_through_one_replica_is_obeyed_by_all_within_2s(
 
 def test_the_leader_killed_another_takes_over(cluster: Cluster) -> None:
     for r in cluster.replicas:
-        r.start(cluster.control_url)
+        r.start_with(cluster.control_url)
     first, second = cluster.replicas
     leader = cluster.leader()
     assert leader is not None
@@ -286,3 +240,25 @@ def test_the_leader_killed_another_takes_over(cluster: Cluster) -> None:
     # The new leader runs the canary loop: a retrain asked of it is not refused as not_leader.
     assert took <= LEASE_TTL_S + 5.0
     print(f"takeover {took:.2f} s after SIGKILL (lease ttl {LEASE_TTL_S} s)")
+
+
+def test_behind_haproxy_a_replica_killed_mid_burst_costs_at_most_its_requests_in_flight(
+    cluster: Cluster,
+) -> None:
+    for r in cluster.replicas:
+        r.start_with(cluster.control_url)
+    victim = cluster.replicas[0]
+    with running_haproxy([r.port for r in cluster.replicas]) as lb:
+        results = asyncio.run(burst([lb.url], 600, victim.kill, at=200))
+    failed = [i for i, t in enumerate(results) if t is None]
+    # The client keeps 16 requests in flight; only those the victim held can fail (haproxy
+    # sends new ones, and ones refused, to the survivor).
+    assert len(failed) <= 16, failed
+    for i, text in enumerate(results):
+        assert text is None or text == f"echo: request {i}"
+    answered = {f"request {i}" for i, t in enumerate(results) if t is not None}
+    victim.start_with(cluster.control_url)
+    for r in cluster.replicas:
+        r.admin("POST", "/seal")
+    assert answered <= stored_prompts(cluster.shared)
+    print(f"behind haproxy: {len(failed)} of 600 failed after a SIGKILL at 200 answered")

@@ -7,8 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +15,9 @@ import httpx
 import openai
 
 from logbook.segments import open_segments
-from tests.conftest import ADMIN_TOKEN, CLIENT_KEY, TEACHER_KEY
+from tests.chaos.servers import Served, free_port, write_config
+from tests.conftest import ADMIN_TOKEN, CLIENT_KEY
 from tests.fakes.teacher import FakeTeacher
-from tests.proxy.test_replicas import free_port
 
 REQUESTS = 300
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -65,33 +63,9 @@ async def send(base_url: str) -> list[str]:
 def test_two_workers_share_a_port_a_store_and_a_control_plane(tmp_path: Path) -> None:
     port, data = free_port(), tmp_path / "data"
     with FakeTeacher(latency_s=0.02) as teacher:
-        config = tmp_path / "apprentice.toml"
-        config.write_text(f"""
-data_dir = "{data}"
-[server]
-port = {port}
-api_keys = ["env:TEST_CLIENT_KEY"]
-admin_token = "env:TEST_ADMIN_TOKEN"
-[logbook]
-seal_interval_s = 3600
-[cluster]
-lease_ttl_s = 2
-poll_interval_s = 0.2
-[[routes]]
-name = "triage"
-teacher = "openai/fake-teacher-1"
-teacher_api_base = "{teacher.base_url}"
-teacher_api_key = "env:TEST_TEACHER_KEY"
-""")
-        env = os.environ | {"TEST_CLIENT_KEY": CLIENT_KEY, "TEST_TEACHER_KEY": TEACHER_KEY,
-                            "TEST_ADMIN_TOKEN": ADMIN_TOKEN}  # fmt: skip
-        log = tmp_path / "serve.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "apprentice.cli", "serve", "--config", str(config),
-                 "--workers", "2", "--log-level", "info"],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        extra = "[cluster]\nlease_ttl_s = 2\npoll_interval_s = 0.2"
+        config = write_config(tmp_path / "apprentice.toml", data, port, teacher.base_url, extra)
+        served = Served(config, port, tmp_path / "serve.log", args=("--workers", "2")).start()
         url = f"http://127.0.0.1:{port}"
         try:
             # Both workers heartbeat into the one control plane; exactly one leads.
@@ -113,13 +87,8 @@ teacher_api_key = "env:TEST_TEACHER_KEY"
                 r["replica"].split(":")[2] == "w1" and r["info"]["pid"] != victim["info"]["pid"]
                 for r in cluster_view(url)["replicas"]))  # fmt: skip
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                rc = proc.wait(90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise
-    assert rc == 0, log.read_text()[-4000:]
+            rc = served.stop()
+    assert rc == 0, served.log.read_text()[-4000:]
     # Both shards served, and each sealed its own rows into the one store (data_dir).
     assert (data / "apprentice.duckdb").exists() and (
         data / "workers" / "1" / "apprentice.duckdb"
