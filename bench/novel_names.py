@@ -228,12 +228,17 @@ def through_proxy(
                 agree += _same(content, expected[text])
         metrics = httpx.get(f"{proxy.url}/metrics", timeout=30).text
     fallbacks = _sample_sum(metrics, "apprentice_fallbacks_total", 'reason="low_confidence"')
-    holdout = len(live) - errors - served - fallbacks
+    reasons = {r: _sample_sum(metrics, "apprentice_fallbacks_total", f'reason="{r}"')
+               for r in ("error", "timeout", "invalid_json", "invalid_tool_call")}  # fmt: skip
+    bypassed = _sample_sum(metrics, "apprentice_student_bypassed_total")
+    holdout = len(live) - errors - served - fallbacks - sum(reasons.values()) - bypassed
     return {
         "requests": len(live),
         "served": served,
         "fallbacks": fallbacks,
         "holdout": holdout,
+        "other_fallbacks": reasons,
+        "bypassed": bypassed,
         "coverage": served / max(1, served + fallbacks),
         "agreement": agree / served if served else None,
         "client_errors": errors,
@@ -308,11 +313,13 @@ def main() -> None:
 def proxy_table(chosen: dict[str, Any], p: dict[str, Any]) -> str:
     lines = [
         "| student | unseen-name requests | served by student | coverage | agreement (served) "
-        "| predicted coverage / agreement | fallbacks (low_confidence) | holdout | client errors |",
-        "|" + "---|" * 9,
+        "| predicted coverage / agreement | fallbacks (low_confidence) | other fallbacks, bypassed "
+        "| holdout | client errors |",
+        "|" + "---|" * 10,
         f"| {chosen['variant']} | {p['requests']} | {p['served']} | {_f(p['coverage'])} | "
         f"{_f(p['agreement'])} | {_f(chosen['pred_coverage'])} / "
-        f"{_f(chosen['pred_agreement'])} | {p['fallbacks']} | {p['holdout']} | "
+        f"{_f(chosen['pred_agreement'])} | {p['fallbacks']} | "
+        f"{sum(p['other_fallbacks'].values())}, {p['bypassed']} | {p['holdout']} | "
         f"{p['client_errors']} |",
     ]
     gauges = "; ".join(f"{k} = {v:.3f}" for k, v in sorted(p["gauges"].items())
