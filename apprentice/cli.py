@@ -6,6 +6,7 @@ works whether or not `serve` is running: they read sealed segments.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 from datetime import datetime
 from enum import StrEnum
@@ -475,6 +476,9 @@ def demo(
 
     data_dir, kept = data_dir_for(keep)
     plan = plan_for(quick)
+    # Every phase has a deadline; a demo far past all of them is stuck somewhere: say where
+    # (every thread's stack on stderr), once, and go on.
+    faulthandler.dump_traceback_later(plan.stuck_after_s, exit=False)
     console.print(f"apprentice demo ({'quick' if quick else 'full'}); data in {data_dir}")
     with DemoView(console, live=not plain) as view:
         outcome = asyncio.run(run_demo(plan, data_dir, view))

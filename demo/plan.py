@@ -34,6 +34,12 @@ class DemoPlan:
     tail_s: float  # traffic after the last promotion: at least this long...
     tail_requests: int  # ...and until the new student has answered this many (6 x tail_s at most)
 
+    @property
+    def stuck_after_s(self) -> float:
+        """Past every phase's deadline with two retrains on top: the demo is stuck."""
+        phases = self.collect_s + self.train_s + self.canary_s + self.drift_s
+        return phases + 3 * self.train_s + self.canary_s + 6 * self.tail_s + 60
+
 
 def plan_for(quick: bool) -> DemoPlan:
     if quick:

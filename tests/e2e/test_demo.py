@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -18,19 +19,30 @@ from demo.view import metric_value
 from logbook.segments import open_segments
 
 ROUTE = "support-triage"
+DEMO_TIMEOUT_S = 900  # the quick demo takes ~4 min, ~7 with two retrains; stuck dumps at ~13
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("demo")
-    proc = subprocess.run(
+    # Its own process group: a demo past its time is killed with its server, which would
+    # otherwise go on running beside the rest of the suite.
+    proc = subprocess.Popen(
         [sys.executable, "-m", "apprentice.cli", "demo", "--quick", "--plain", "--keep",
          str(data_dir)],
-        capture_output=True, text=True, timeout=600, env=os.environ | {"COLUMNS": "120"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ | {"COLUMNS": "120"}, start_new_session=True,
     )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=DEMO_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"the demo ran past {DEMO_TIMEOUT_S} s (its stacks, dumped when it ran "
+                    f"late, are at the end):\n{out[-3000:]}\n{err[-12000:]}")  # fmt: skip
     summary = data_dir / "demo-summary.json"
-    assert summary.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert summary.exists(), out[-3000:] + err[-3000:]
     return data_dir
 
 
