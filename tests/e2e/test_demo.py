@@ -20,7 +20,9 @@ from logbook.segments import open_segments
 
 ROUTE = "support-triage"
 DEMO_TIMEOUT_S = 900  # the quick demo takes ~4 min, ~7 with two retrains; stuck dumps at ~13
-pytestmark = pytest.mark.slow
+# The module's fixture runs the whole demo (~4-5 min, more with a retrain the gate refused):
+# past the suite's 300 s per test, its own deadline applies.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(DEMO_TIMEOUT_S + 60)]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,10 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out, err = proc.communicate()
         pytest.fail(f"the demo ran past {DEMO_TIMEOUT_S} s (its stacks, dumped when it ran "
                     f"late, are at the end):\n{out[-3000:]}\n{err[-12000:]}")  # fmt: skip
+    finally:  # whatever ended the wait (pytest-timeout too): no demo or server outlives it
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     summary = data_dir / "demo-summary.json"
     assert summary.exists(), out[-3000:] + err[-3000:]
     return data_dir
