@@ -445,6 +445,9 @@ def test_controller_promotes_on_its_own_and_survives_a_restart(
     # A new server on the same data_dir goes on where this one stopped.
     with RunningProxy(config) as again:
         after = canary(again)
+        # The same state; the control plane's write counter may have moved on (the stop
+        # persists the last snapshot again).
+        assert after.pop("revision") >= before.pop("revision")
         assert after == before
         assert metric(again, "apprentice_canary_state", route="triage", state="promoted") == 1
         raw = client(again).chat.completions.with_raw_response.create(
