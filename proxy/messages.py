@@ -11,7 +11,6 @@ Errors are in Anthropic's shape, as its SDK expects.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -37,7 +36,7 @@ from proxy.surface import (
     until_answered,
 )
 from proxy.teacher import Upstream
-from proxy.translation import AnthropicWriter, ChatChunks, sse, whole
+from proxy.translation import AnthropicWriter, sse, translated, whole
 
 
 async def messages(request: Request) -> Response:
@@ -97,17 +96,6 @@ async def _answer(begun: Begun, request: Request) -> Response:
     else:
         upstream.body = _as_anthropic_error(upstream)
     return relayed(begun, upstream, MESSAGES_DONE)
-
-
-async def translated(chunks: AsyncIterator[bytes], writer: AnthropicWriter) -> AsyncIterator[bytes]:
-    """A chat stream as the Anthropic events it means, translated as it arrives."""
-    parser = ChatChunks()
-    yield sse(writer.start(), named=True)
-    async for data in chunks:
-        events = [event for chunk in parser.feed(data) for event in writer.feed(chunk)]
-        if events:
-            yield sse(events, named=True)
-    yield sse(writer.finish(), named=True)
 
 
 def _as_anthropic_error(upstream: Upstream) -> bytes:

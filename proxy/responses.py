@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -39,7 +38,7 @@ from proxy.surface import (
     relayed,
     until_answered,
 )
-from proxy.translation import ChatChunks, ResponsesWriter, sse, whole
+from proxy.translation import ResponsesWriter, sse, translated, whole
 
 STATEFUL = ("previous_response_id", "conversation", "background")
 
@@ -107,17 +106,6 @@ async def _answer(begun: Begun, request: Request) -> Response:
     whole(writer, orjson.loads(upstream.body), exchange.chat)
     upstream.body = orjson.dumps(writer.response())
     return relayed(begun, upstream, RESPONSES_DONE)
-
-
-async def translated(chunks: AsyncIterator[bytes], writer: ResponsesWriter) -> AsyncIterator[bytes]:
-    """A chat stream as the Responses events it means, translated as it arrives."""
-    parser = ChatChunks()
-    yield sse(writer.start(), named=True)
-    async for data in chunks:
-        events = [event for chunk in parser.feed(data) for event in writer.feed(chunk)]
-        if events:
-            yield sse(events, named=True)
-    yield sse(writer.finish(), named=True)
 
 
 def _from_student(begun: Begun, completion: dict[str, Any]) -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import orjson
@@ -349,3 +350,16 @@ def whole(writer: ResponsesWriter | AnthropicWriter, completion: Json, payload: 
     for chunk in completion_chunks(completion, payload | {"_usage": True}):
         events += writer.feed(chunk)
     return events + writer.finish()
+
+
+async def translated(
+    chunks: AsyncIterator[bytes], writer: ResponsesWriter | AnthropicWriter
+) -> AsyncIterator[bytes]:
+    """A chat stream as the events of `writer`'s surface, translated as it arrives."""
+    parser = ChatChunks()
+    yield sse(writer.start(), named=True)
+    async for data in chunks:
+        events = [event for chunk in parser.feed(data) for event in writer.feed(chunk)]
+        if events:
+            yield sse(events, named=True)
+    yield sse(writer.finish(), named=True)
