@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from curation.pairs import Pair, prompt_text
+from curation.pairs import Pair, answer_text, prompt_text
 from curation.report import StageReport
 from curation.settings import CurationSettings
 from curation.spans import Span, find_spans
@@ -70,8 +70,13 @@ def hold_out_novel(
 ) -> tuple[NovelSlice, StageReport]:
     """Find every pair's rare spans and pick the groups whose rows become the novel slice."""
     texts = [prompt_text(p.messages) for p in pairs]
+    answers = [answer_text(p.answer) for p in pairs]
     found = find_spans(
-        texts, settings.span_detectors, settings.rare_word_share, settings.slot_min_fillers
+        texts,
+        settings.span_detectors,
+        settings.rare_word_share,
+        settings.slot_min_fillers,
+        answers,
     )
     result = NovelSlice(spans={p.request_id: s for p, s in zip(pairs, found, strict=True)})
     if settings.novel_share == 0:

@@ -24,11 +24,11 @@ DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
 )
 
 
-SpanDetector = Literal["capitalised", "numbers", "rare_words", "slot_words"]
+SpanDetector = Literal["capitalised", "numbers", "rare_words", "slot_words", "copied"]
 
 
 def _default_detectors() -> list[SpanDetector]:
-    return ["capitalised", "numbers", "slot_words"]
+    return ["copied", "capitalised", "numbers", "slot_words"]
 
 
 class CurationSettings(BaseModel):

@@ -19,6 +19,13 @@ the corpus says more than its own shape):
   they occur is filled by at least `slot_min_fillers` different words ("the ___ arrived").
   This tells "the kettle arrived broken" (kettle is one of many fillers) from "is it
   waterproof" (a template word, rare only because its template is).
+- ``copied``: runs of prompt words the teacher's answer copies, whatever their case ("marta
+  kowalski" in the message, "Marta Kowalski" in the JSON), and number words whose value the
+  answer holds ("three" -> 3). A run of letters counts only when the route's answers hold it
+  almost only where the prompt does too (`copy_consistency`): a label word the teacher also
+  writes for prompts that never say it ("refund" for "money back") is a class, not a copy.
+  Needs the answers; without them it finds nothing. On extraction routes this finds the names
+  other detectors miss: a name written in lower case once is not "capitalised" anywhere.
 
 Which detectors curation uses is `CurationSettings.span_detectors`; measured in
 bench/novel_names.py (README, Benchmarks).
@@ -31,7 +38,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-DETECTORS = ("capitalised", "numbers", "rare_words", "slot_words")
+DETECTORS = ("capitalised", "numbers", "rare_words", "slot_words", "copied")
 NAME, NUMBER, WORD = "name", "number", "word"
 
 _TOKEN = re.compile(r"\w*\d(?:[\w-]|[.,]\d)*|[A-Za-z][A-Za-z'’-]*|\S")
@@ -40,6 +47,11 @@ _LOWER_WORD = re.compile(r"^[a-z][a-z'’-]{2,}$")
 _NUMBER = re.compile(r"^\D*\d\D*\d\D*\d")  # three digits or more: ids, amounts, not "2fa"
 _SENTENCE_END = frozenset(".!?")
 MAX_RUN = 3  # longer runs of rare words are template phrases, not names of things
+MAX_COPY_RUN = 6  # longest run of prompt words taken as one copied span
+COPY_CONSISTENCY = 0.9  # share of answers holding a run whose prompt holds it too
+NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                "fourteen fifteen sixteen seventeen eighteen nineteen twenty").split()  # fmt: skip
+_WORD_SPAN = re.compile(r"\w+(?:[.'’-]\w+)*")
 
 
 @dataclass(frozen=True)
@@ -140,18 +152,109 @@ def find_spans(
     detectors: Sequence[str],
     rare_word_share: float = 0.05,
     slot_min_fillers: int = 5,
+    answers: Sequence[str] | None = None,
 ) -> list[list[Span]]:
-    """The rare spans of each text (unique per text, in order of appearance)."""
+    """The rare spans of each text (unique per text, in order of appearance).
+
+    `answers` (the teacher's answer to each text) feed the ``copied`` detector."""
     unknown = sorted(set(detectors) - set(DETECTORS))
     if unknown:
         raise ValueError(f"unknown span detector(s) {unknown}; known: {list(DETECTORS)}")
     toks = [tokens(t) for t in texts]
     corpus = _corpus(toks, rare_word_share, slot_min_fillers)
-    return [_spans_of(doc, corpus, set(detectors)) for doc in toks]
+    copied: list[list[Span]] = [[] for _ in texts]
+    if "copied" in detectors and answers is not None:
+        copied = copied_spans(texts, answers)
+    return [
+        _spans_of(doc, corpus, set(detectors), first)
+        for doc, first in zip(toks, copied, strict=True)
+    ]
 
 
-def _spans_of(doc: list[str], corpus: _Corpus, detectors: set[str]) -> list[Span]:
-    found: list[Span] = []
+def copied_spans(texts: Sequence[str], answers: Sequence[str]) -> list[list[Span]]:
+    """Each text's runs of words that its answer copies (see ``copied`` in the docstring)."""
+    folded = [_fold(a) for a in answers]
+    candidates = [_copied_runs(t, a) for t, a in zip(texts, folded, strict=True)]
+    kept: dict[str, bool] = {}
+    out: list[list[Span]] = []
+    for runs in candidates:
+        spans = []
+        for run in runs:
+            key = _fold(run)
+            if key not in kept:
+                kept[key] = _consistent(key, texts, folded)
+            if kept[key]:
+                spans.append(Span(NUMBER if _is_number(run) else NAME, run))
+        out.append(spans)
+    return out
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _holds(haystack: str, needle: str) -> bool:
+    """`needle` occurs in `haystack` as whole words (both folded)."""
+    start = haystack.find(needle)
+    while start >= 0:
+        end = start + len(needle)
+        before = haystack[start - 1] if start else " "
+        after = haystack[end] if end < len(haystack) else " "
+        if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
+            return True
+        start = haystack.find(needle, start + 1)
+    return False
+
+
+def _copied_runs(text: str, answer: str) -> list[str]:
+    """Maximal runs of the text's words (up to MAX_COPY_RUN) found whole in the answer, and
+    number words whose digits the answer holds."""
+    words = list(_WORD_SPAN.finditer(text))
+    runs: list[str] = []
+    i = 0
+    while i < len(words):
+        best = None
+        for j in range(i, min(len(words), i + MAX_COPY_RUN)):
+            if j > i and text[words[j - 1].end() : words[j].start()] != " ":
+                break  # a run is words separated by single spaces ("Marta Kowalski")
+            run = text[words[i].start() : words[j].end()]
+            if _holds(answer, _fold(run)):
+                best = (run, j)
+        if best is None:
+            word = words[i].group().casefold()
+            value = str(NUMBER_WORDS.index(word)) if word in NUMBER_WORDS else ""
+            # "quick one: 1 lamp" says 1 in digits; "one" is then a word of the template
+            if value and _holds(answer, value) and not _holds(_fold(text), value):
+                runs.append(words[i].group())
+            i += 1
+        else:
+            runs.append(best[0])
+            i = best[1] + 1
+    return runs
+
+
+def _is_number(run: str) -> bool:
+    return run.isdigit() or run.casefold() in NUMBER_WORDS
+
+
+def _consistent(key: str, texts: Sequence[str], answers: Sequence[str]) -> bool:
+    """A copy, not a label: numbers always; a letter run when the answers holding it almost
+    all belong to prompts holding it too."""
+    if key.isdigit() or key in NUMBER_WORDS:
+        return True
+    if len(key) < 2:
+        return False
+    holding = [i for i, a in enumerate(answers) if _holds(a, key)]
+    if not holding:
+        return False
+    echoed = sum(_holds(_fold(texts[i]), key) for i in holding)
+    return echoed >= COPY_CONSISTENCY * len(holding)
+
+
+def _spans_of(
+    doc: list[str], corpus: _Corpus, detectors: set[str], copied: list[Span]
+) -> list[Span]:
+    found: list[Span] = list(copied)
     if "capitalised" in detectors:
         found += _names_in(doc, corpus)
     if "numbers" in detectors:
@@ -161,8 +264,12 @@ def _spans_of(doc: list[str], corpus: _Corpus, detectors: set[str]) -> list[Span
     elif "slot_words" in detectors:
         found += _slot_runs_in(doc, corpus)
     unique: dict[str, Span] = {}
+    copies = [_fold(c.text) for c in copied]
     for span in found:
-        unique.setdefault(span.key, span)
+        # A name another detector found inside a copied run is that run, not a group of its own.
+        inside = any(_holds(c, _fold(span.text)) for c in copies)
+        if span in copied or not inside:
+            unique.setdefault(span.key, span)
     return list(unique.values())
 
 

@@ -57,3 +57,34 @@ def test_spans_are_unique_per_text_and_round_trip_as_json() -> None:
 def test_an_unknown_detector_is_named() -> None:
     with pytest.raises(ValueError, match="unknown span detector"):
         find_spans(["x"], ["nouns"])
+
+
+def test_copied_finds_what_the_answer_copies_in_any_case() -> None:
+    texts = [
+        "hi, this is marta kowalski, send three boxes of arabica beans to porto",
+        "ORDER FOR DIEGO ROSSI: 12 X GREEN TEA, SHIP TO LYON",
+    ]
+    answers = [
+        '{"name": "Marta Kowalski", "item": "arabica beans", "qty": 3, "city": "Porto"}',
+        '{"name": "Diego Rossi", "item": "green tea", "qty": 12, "city": "Lyon"}',
+    ]
+    found = find_spans(texts, ["copied"], answers=answers)
+    assert [(s.kind, s.text) for s in found[0]] == [
+        (NAME, "marta kowalski"), (NUMBER, "three"), (NAME, "arabica beans"), (NAME, "porto"),
+    ]  # fmt: skip
+    assert [s.text for s in found[1]] == ["DIEGO ROSSI", "12", "GREEN TEA", "LYON"]
+    # one group whatever the case: a lower-cased copy is the same entity
+    assert found[0][0].key == Span(NAME, "Marta Kowalski").key
+
+
+def test_a_label_word_is_not_a_copy() -> None:
+    # "refund" is the intent of prompts that never say it: a class, not a copied span
+    texts = ["please refund order 123", "I want my money back", "money back for 77", "refund"]
+    answers = ['{"intent": "refund"}'] * 4
+    assert find_spans(texts, ["copied"], answers=answers) == [[], [], [], []]
+
+
+def test_copied_needs_the_answers_and_a_digit_said_twice_is_no_number_word() -> None:
+    assert find_spans(["send Porto"], ["copied"]) == [[]]
+    found = find_spans(["quick one: 1 lamp"], ["copied"], answers=['{"qty": 1}'])
+    assert [s.text for s in found[0]] == ["1"]
