@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curation.settings import CurationSettings
-from curation.spans import NAME, NUMBER, Span, find_spans, spans_from_json
+from curation.spans import NAME, NUMBER, NUMBER_WORDS, Span, find_spans, spans_from_json
 from retrain.settings import AugmentSettings
 from retrain.students import parse_json
 
@@ -94,6 +94,7 @@ def row_spans(rows: Sequence[dict[str, Any]]) -> list[list[Span]]:
         defaults.span_detectors,
         defaults.rare_word_share,
         defaults.slot_min_fillers,
+        [r.get("answer_text") or "" for r in rows],
     )
 
 
@@ -156,7 +157,7 @@ def _synthetic(
     for span in spans:
         substitute = _substitute(span, vocabulary, unseen, settings.vocabulary, rng)
         if substitute is not None and _replace_in_prompt(messages, span.text, substitute):
-            answer_text = replace_span(answer_text, span.text, substitute)
+            answer_text = replace_span(answer_text, *_in_answer(span.text, substitute))
             replaced += 1
             out.kinds[span.kind] += 1
     if not replaced:
@@ -175,6 +176,15 @@ def _synthetic(
         "slice": None,
         "synthetic": True,
     }
+
+
+def _in_answer(span: str, substitute: str) -> tuple[str, str]:
+    """What to replace in the answer: the span itself, or for a number word ("three") the
+    digits the teacher wrote for it (3)."""
+    old, new = span.casefold(), substitute.casefold()
+    if old in NUMBER_WORDS and new in NUMBER_WORDS:
+        return str(NUMBER_WORDS.index(old)), str(NUMBER_WORDS.index(new))
+    return span, substitute
 
 
 def _replace_in_prompt(messages: list[dict[str, Any]], span: str, substitute: str) -> bool:
@@ -211,13 +221,25 @@ def _relabel(
 
 
 def replace_span(text: str, span: str, substitute: str) -> str:
-    """`text` with every whole-word occurrence of `span` replaced (its lower and capitalised
-    forms too, with the substitute in the same form)."""
-    forms = {span: substitute, span.lower(): substitute.lower()}
-    forms.setdefault(span[:1].upper() + span[1:], substitute[:1].upper() + substitute[1:])
-    for old, new in forms.items():
-        text = re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", lambda _m, n=new: n, text)
-    return text
+    """`text` with every whole-word occurrence of `span`, in any case, replaced by `substitute`
+    written in that occurrence's case: "MARTA KOWALSKI" -> "QERV ZILPA", "marta kowalski" ->
+    "qerv zilpa", "Marta Kowalski" -> "Qerv Zilpa" (a teacher that title-cases a name it
+    copies from a lower-case message does so for the substitute too)."""
+    pattern = rf"(?<!\w){re.escape(span)}(?!\w)"
+    return re.sub(pattern, lambda m: _in_case_of(m.group(), substitute), text, flags=re.I)
+
+
+def _in_case_of(occurrence: str, substitute: str) -> str:
+    letters = [c for c in occurrence if c.isalpha()]
+    if not letters:
+        return substitute
+    if len(letters) > 1 and all(c.isupper() for c in letters):
+        return substitute.upper()
+    if all(c.islower() for c in letters):
+        return substitute.lower()
+    if occurrence == occurrence.title():
+        return substitute.title()
+    return substitute
 
 
 def _vocabulary(spans: list[list[Span]]) -> dict[str, list[str]]:
@@ -243,7 +265,11 @@ def _substitute(
     rng: random.Random,
 ) -> str | None:
     """Another span of the same kind, or None when none can be found in a few tries."""
-    own = [v for v in vocabulary.get(span.kind, []) if v != span.text]
+    worded = span.text.casefold() in NUMBER_WORDS
+    own = [
+        v for v in vocabulary.get(span.kind, [])
+        if v.casefold() != span.text.casefold() and (v.casefold() in NUMBER_WORDS) == worded
+    ]  # fmt: skip
     for _ in range(8):
         from_route = source == "route" or (source == "both" and rng.random() < 0.5)
         if from_route and own:
@@ -253,14 +279,30 @@ def _substitute(
         else:
             candidate = made_up(span, rng)
         words = {w.casefold() for w in re.findall(r"\w+", candidate)}
-        if candidate != span.text and (span.kind == NUMBER or words.isdisjoint(unseen)):
+        fresh = candidate.casefold() != span.text.casefold()
+        if fresh and (span.kind == NUMBER or words.isdisjoint(unseen)):
             return candidate
     return None
 
 
 def made_up(span: Span, rng: random.Random) -> str:
-    """A new span of the same shape: a pseudo-word per word (capitalised for names), or the
-    same digit pattern with new digits (letters and separators kept)."""
+    """A new span: half the time of the same shape (a pseudo-word per word, capitalised for
+    names; the same digit pattern with new digits), half the time of a shape the route never
+    shows (random letters, long words, letters and digits, other scripts, long numbers), so that
+    the only way to get the answer right is to copy what the prompt says."""
+    if span.text.casefold() in NUMBER_WORDS:
+        return rng.choice([w for w in NUMBER_WORDS[1:] if w != span.text.casefold()])
+    if rng.random() < 0.5:
+        return _same_shape(span, rng)
+    if span.kind == NUMBER:
+        return str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(
+            rng.randint(0, 7)))  # fmt: skip
+    count = max(1, len(span.text.split()) + rng.choice((-1, 0, 0, 1)))
+    words = [odd_word(rng) for _ in range(count)]
+    return " ".join(w.capitalize() if span.kind == NAME else w.lower() for w in words)
+
+
+def _same_shape(span: Span, rng: random.Random) -> str:
     if span.kind == NUMBER:
         digits = [
             str(rng.randint(1 if i == 0 and c != "0" else 0, 9)) if c.isdigit() else c
@@ -273,3 +315,22 @@ def made_up(span: Span, rng: random.Random) -> str:
         made = "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(syllables))
         words.append(made.capitalize() if span.kind == NAME else made)
     return " ".join(words)
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_OTHER_SCRIPTS = ["äöüßéèñçøåł", "αβγδεζηθικλμνξοπρστυφχψω", "абвгдежзийклмнопрстуфхцчшщыэюя"]
+
+
+def odd_word(rng: random.Random) -> str:
+    """One word of a shape no route is likely to hold."""
+    draw = rng.random()
+    if draw < 0.5:  # random letters, short or long
+        return "".join(rng.choice(_LETTERS) for _ in range(rng.randint(2, 12)))
+    if draw < 0.7:  # letters with digits ("x7qk2")
+        pool = _LETTERS + "0123456789"
+        return rng.choice(_LETTERS) + "".join(rng.choice(pool) for _ in range(rng.randint(2, 7)))
+    if draw < 0.85:  # Latin letters with diacritics mixed in
+        pool = _LETTERS * 2 + _OTHER_SCRIPTS[0]
+        return "".join(rng.choice(pool) for _ in range(rng.randint(3, 9)))
+    script = rng.choice(_OTHER_SCRIPTS[1:])
+    return "".join(rng.choice(script) for _ in range(rng.randint(3, 9)))

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
-from curation.spans import NAME, NUMBER, WORD, Span
+from curation.spans import NAME, NUMBER, NUMBER_WORDS, WORD, Span
 from retrain.augment import Label, augment, made_up, replace_span, user_text
 from retrain.settings import AugmentSettings
+from tests.retrain.copy_tasks import extraction_rows
 from tests.retrain.triage_task import ITEMS, NAMES, make_row, make_rows
 
 
@@ -15,15 +17,25 @@ def test_replace_span_replaces_whole_words_in_every_case_form() -> None:
     assert replace_span("the phone case, a phone cases", "phone case", "mug") == (
         "the mug, a phone cases"
     )
+    # each occurrence keeps its own case: the teacher title-cases a name it copies
+    assert replace_span("MARTA KOWALSKI / Marta Kowalski", "marta kowalski", "qerv zilpa") == (
+        "QERV ZILPA / Qerv Zilpa"
+    )
 
 
-def test_made_up_spans_keep_the_shape() -> None:
+def test_made_up_spans_keep_the_shape_or_take_one_never_seen() -> None:
     rng = random.Random(1)
-    number = made_up(Span(NUMBER, "Q74131-09"), rng)
-    assert len(number) == 9 and number[0] == "Q" and number[6] == "-" and number[1] != "0"
-    name = made_up(Span(NAME, "New York"), rng)
-    assert len(name.split()) == 2 and all(w[0].isupper() for w in name.split())
-    assert made_up(Span(WORD, "kettle"), rng).islower()
+    numbers = [made_up(Span(NUMBER, "Q74131-09"), rng) for _ in range(40)]
+    same = [n for n in numbers if len(n) == 9 and n[0] == "Q" and n[6] == "-"]
+    odd = [n for n in numbers if n not in same]
+    assert same and odd and all(n.isdigit() and n[0] != "0" for n in odd)
+    names = [made_up(Span(NAME, "New York"), rng) for _ in range(40)]
+    assert all(w[0].isupper() for n in names for w in n.split() if w[0].isalpha())
+    assert any(len(n.split()) != 2 for n in names)  # shapes the route never showed
+    words = [made_up(Span(WORD, "kettle"), rng) for _ in range(10)]
+    assert all(w == w.lower() for w in words)
+    # a number word becomes another number word (the answer's digits follow it)
+    assert made_up(Span(NUMBER, "three"), rng) in NUMBER_WORDS
 
 
 def test_synthetic_rows_replace_spans_and_keep_labels() -> None:
@@ -80,3 +92,17 @@ def test_teacher_relabels_within_the_budget() -> None:
 
 def test_off_means_no_rows() -> None:
     assert augment(make_rows(50, seed=1), [], AugmentSettings(enabled=False)).rows == []
+
+
+def test_copied_spans_are_replaced_with_the_answers_case_and_number_words_with_digits() -> None:
+    rows = extraction_rows(300, seed=1)
+    out = augment(rows, [], AugmentSettings(), seed=0)
+    assert out.rows
+    for row in out.rows:
+        answer = json.loads(row["answer_text"])
+        text = user_text(row)
+        # whatever replaced the name, the answer holds it title-cased, as the teacher would
+        assert answer["name"].casefold() in text.casefold()
+        assert answer["name"] == answer["name"].title()
+        words = re.findall(r"\w+", text.casefold())
+        assert str(answer["qty"]) in text or NUMBER_WORDS[answer["qty"]] in words
