@@ -1,10 +1,20 @@
-"""The built-in `tiny` base: a small Llama model and a BPE tokenizer made from a route's own text.
+"""The built-in `tiny` base: a small Llama model and a tokenizer made from a route's own text.
 
 Built once per route under ``data_dir/students/<route>/base/`` and reused by every later
-adapter, so that the whole loop runs offline on a CPU. The tokenizer is byte-level BPE with
-digits split into single tokens (measured on a JSON task: per-token loss 0.44 vs 1.05 at step
-300 against merged digits). The model is pretrained briefly with a plain causal-LM objective on
-the route's prompts and answers, so that LoRA has something to build on.
+adapter, so that the whole loop runs offline on a CPU.
+
+The tokenizer (``tiny_tokenizer = "words"``, the default) spells anything: every byte is a
+token, digits are single tokens, and the only longer tokens are whole words of the route's
+template ("please", ``": "``), never a word of a rare span (a name, an item, a place: the
+dataset's `spans`). A name is then the same letters in the prompt and in the answer, whatever
+precedes it, so a student can copy it letter by letter; a byte-level BPE merges " Marta" and
+"Marta" into different tokens and swallows known names whole, and its students wrote invented
+words where an unseen name belonged (issue 17). ``"bpe"`` keeps the byte-level BPE (digits
+split; measured on a JSON task: per-token loss 0.44 vs 1.05 at step 300 against merged digits).
+
+The model is pretrained briefly on the route's prompts and answers (plain causal LM), mixed
+with copy drills (`retrain.copy_drills`): strings it cannot have seen, repeated in context, so
+that the heads that copy from the prompt form before any route is learned.
 
 Chat template (fixed; every turn ends with ``<|end|>``, the EOS token)::
 
@@ -19,16 +29,21 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
+import re
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from retrain.copy_drills import copy_drill, route_words
 from retrain.settings import RetrainSettings
+from retrain.slots import MARKERS
 
 log = logging.getLogger("retrain")
 
@@ -48,23 +63,41 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Byte-level BPE on the route's text, digits split, wrapped for transformers."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence(
         [
             pre_tokenizers.Digits(individual_digits=True),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
         ]
     )
+
+
+def train_tokenizer(
+    texts: Sequence[str],
+    vocab_size: int,
+    kind: str = "words",
+    span_words: set[str] | frozenset[str] = frozenset(),
+) -> PreTrainedTokenizerFast:
+    """The route's tokenizer (see the module docstring), wrapped for transformers.
+
+    `span_words`: case-folded words of rare spans, never made whole tokens (``words`` only).
+    """
+    if kind == "words":
+        tok = _word_tokenizer(texts, vocab_size, span_words)
+    else:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = _pre_tokenizer()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(texts, trainer=trainer)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
+    # Slot markers are whole tokens (never special: decoding keeps them) for students with
+    # slots (retrain.slots).
+    tok.add_tokens([AddedToken(m, normalized=False, special=False) for m in MARKERS])
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=END,
@@ -73,6 +106,35 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenize
     )
     wrapped.chat_template = CHAT_TEMPLATE
     return wrapped
+
+
+def _word_tokenizer(
+    texts: Sequence[str], vocab_size: int, span_words: set[str] | frozenset[str]
+) -> Tokenizer:
+    """Bytes, plus the route's most useful whole pre-tokens (template words, punctuation runs)
+    that hold no span word; no merges, so a word not in the vocabulary is spelled in bytes."""
+    pre = _pre_tokenizer()
+    df: Counter[str] = Counter()
+    for text in texts:
+        df.update({piece for piece, _ in pre.pre_tokenize_str(text)})
+    floor = max(2, len(texts) // 500)  # in at least 0.2% of texts: a template, not a one-off
+    words = [
+        w for w, n in df.items()
+        if n >= floor and len(w) > 1 and not _holds_span_word(w, span_words)
+    ]  # fmt: skip
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    room = max(0, vocab_size - len(SPECIAL_TOKENS) - len(alphabet))
+    words = sorted(words, key=lambda w: (-df[w] * (len(w) - 1), w))[:room]
+    vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *alphabet, *sorted(words)])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], ignore_merges=True))
+    tok.pre_tokenizer = pre
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    return tok
+
+
+def _holds_span_word(piece: str, span_words: set[str] | frozenset[str]) -> bool:
+    text = decoders.ByteLevel().decode([piece])  # the piece as text ("ĠPorto" -> " Porto")
+    return any(w.casefold() in span_words for w in re.findall(r"\w+", text))
 
 
 def tiny_config(
@@ -135,11 +197,18 @@ def build_tiny_base(
     """Train the tokenizer, pretrain the model on `rows`, save both to `out_dir` atomically."""
     torch.manual_seed(settings.seed)
     texts = pretraining_texts(rows)
-    tokenizer = train_tokenizer(texts, settings.tiny_vocab_size)
+    tokenizer = train_tokenizer(
+        texts, settings.tiny_vocab_size, settings.tiny_tokenizer, _span_words(rows)
+    )
     config = tiny_config(len(tokenizer), settings, tokenizer.pad_token_id, tokenizer.eos_token_id)
     model = LlamaForCausalLM(config)
     started = time.perf_counter()
-    losses = _pretrain(model, tokenizer, texts, settings, progress)
+    rng = random.Random(settings.seed)
+    words = route_words(texts)
+    drills = [copy_drill(rng, words) for _ in range(round(len(texts) * settings.copy_drills))]
+    mixed = texts + drills
+    rng.shuffle(mixed)
+    losses = _pretrain(model, tokenizer, mixed, settings, progress)
     seconds = time.perf_counter() - started
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -151,6 +220,8 @@ def build_tiny_base(
         "vocab_size": len(tokenizer),
         "parameters": sum(p.numel() for p in model.parameters()),
         "pretrain_steps": settings.pretrain_steps,
+        "tokenizer": settings.tiny_tokenizer,
+        "copy_drills": len(drills),
         "pretrain_seconds": round(seconds, 2),
         "final_loss": losses[-1] if losses else None,
         "chat_template": CHAT_TEMPLATE,
@@ -159,6 +230,16 @@ def build_tiny_base(
     tmp.rename(out_dir)
     log.info("built tiny base in %s (%.1fs pretraining)", out_dir, seconds)
     return out_dir
+
+
+def _span_words(rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Case-folded words of every rare span of `rows`: never whole tokens."""
+    from retrain.augment import row_spans  # augment imports curation; keep this module light
+
+    return {
+        w.casefold() for spans in row_spans(rows) for span in spans
+        for w in re.findall(r"\w+", span.text)
+    }  # fmt: skip
 
 
 def _pretrain(
@@ -174,11 +255,11 @@ def _pretrain(
     ids: list[int] = []
     for text in texts:
         ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
-    block = 128
+    block = 256  # a whole conversation, so a drill's copy sees what it copies
     n_blocks = max(1, len(ids) // block)
     data = torch.tensor(ids[: n_blocks * block] or ids, dtype=torch.long).view(n_blocks, -1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.pretrain_lr, weight_decay=0.0)
-    steps, batch = settings.pretrain_steps, min(16, n_blocks)
+    steps, batch = settings.pretrain_steps, min(8, n_blocks)
     generator = torch.Generator().manual_seed(settings.seed)
     losses: list[float] = []
     model.train()
