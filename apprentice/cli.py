@@ -334,7 +334,15 @@ def students_show(
     except (FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    _print_json(shown) if as_json else console.print_json(json.dumps(shown, default=str))
+    if as_json:
+        _print_json(shown)
+        return
+    verdict = shown["verdict"]
+    console.print(f"[bold]{route} {version}[/bold]: {shown['status']}, gate "
+                  f"{'passed' if verdict['passed'] else 'refused'}")  # fmt: skip
+    for reason in verdict["reasons"]:
+        console.print(f"  - {reason}")
+    console.print_json(json.dumps(shown, default=str))
 
 
 canary_app = typer.Typer(
@@ -381,6 +389,12 @@ def _print_canary(route: str, snap: dict[str, Any]) -> None:
         )
     for t in (snap.get("history") or [])[-5:]:
         console.print(f"  {t['from_state']} -> {t['to_state']} ({t['reason']}): {t['detail']}")
+    refused = snap.get("retrain")
+    if refused:
+        console.print(f"  newest student {refused['version']} refused by the gate:")
+        for reason in refused["reasons"]:
+            console.print(f"    - {reason}")
+        console.print(f"  {refused['next']}")
 
 
 @canary_app.command("status")

@@ -14,6 +14,8 @@ from canary.loop import CanaryLoop, StudentRefused
 from cluster.control import ControlUnavailable
 from proxy.admin import json_body, require_admin, route_named
 from proxy.errors import ApiError
+from proxy.state import proxy_state
+from retrain.students import retrain_verdict
 
 router = APIRouter(prefix="/admin/canary", dependencies=[Depends(require_admin)])
 cluster_router = APIRouter(prefix="/admin/cluster", dependencies=[Depends(require_admin)])
@@ -38,7 +40,13 @@ class RollbackIn(BaseModel):
 async def canary_status(request: Request) -> dict[str, Any]:
     """Each route's canary: state, step, weights, last checks with values, history."""
     loop = _loop(request)
-    return {"routes": {name: loop.view(name) for name in loop.controllers}}
+    data_dir = proxy_state(request).settings.data_dir
+    verdicts = await asyncio.to_thread(
+        lambda: {name: retrain_verdict(data_dir, name) for name in loop.controllers}
+    )
+    return {
+        "routes": {name: loop.view(name) | {"retrain": verdicts[name]} for name in loop.controllers}
+    }
 
 
 @router.post("/{route}/{action}")

@@ -35,6 +35,7 @@ from proxy.student_protocol import (
     unsupported_reason,
 )
 from proxy.student_remote import RemoteStudent
+from retrain.slots import Slots, delexicalize_messages, read_slots, relexicalize
 from retrain.students import Prompt, load_student, prompt_ids, student_dir
 
 if TYPE_CHECKING:  # torch loads with the first student, not with the proxy
@@ -60,10 +61,14 @@ class BatchStats:
 class _Request:
     """One request as the worker sees it; `post` hands events back to the event loop."""
 
-    def __init__(self, payload: dict[str, Any], limit: int) -> None:
+    def __init__(self, payload: dict[str, Any], limit: int, slots: Slots | None) -> None:
         self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue[_Event] = asyncio.Queue()
         self.conversation = Prompt.from_chat(payload["messages"])
+        self.values: list[str] | None = None  # what fills the student's slots, when it has them
+        if slots is not None:
+            messages, self.values = delexicalize_messages(self.conversation.messages, slots)
+            self.conversation = Prompt(messages, self.conversation.tools)
         self.max_new = max_new_tokens(payload, limit)
         self.top_k = requested_top_logprobs(payload) or 0
         self.prompt: list[int] = []
@@ -89,9 +94,11 @@ class InProcessStudent:
         name: str,
         version: int,
         settings: StudentSettings | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self.slots = slots
         self.name = name
         self.version = version
         self.settings = settings or StudentSettings()
@@ -116,7 +123,8 @@ class InProcessStudent:
         """Load a registered student folder (blocking: call it off the event loop)."""
         settings = settings or StudentSettings()
         model, tokenizer = load_student(student_dir, merge=True, device=settings.device)
-        return cls(model, tokenizer, name=name, version=version, settings=settings)
+        slots = read_slots(student_dir)
+        return cls(model, tokenizer, name=name, version=version, settings=settings, slots=slots)
 
     def supports(self, payload: dict[str, Any]) -> str | None:
         """None when this student can serve `payload`, else why not (see unsupported_reason)."""
@@ -144,7 +152,7 @@ class InProcessStudent:
         reason = self.supports(payload)
         if reason is not None:
             raise StudentError(f"this student cannot serve the request ({reason})")
-        request = _Request(payload, self.settings.max_tokens)
+        request = _Request(payload, self.settings.max_tokens, self.slots)
         with self._lock:
             if self._closed:
                 raise StudentError(f"student {self.name} v{self.version} is closed")
@@ -243,7 +251,13 @@ class InProcessStudent:
             step.logprob,
             [(self._token(t), lp) for t, lp in step.top],
         )
-        request.post(Piece(self._new_text(request, final=False), [entry]))
+        try:
+            text = self._new_text(request, final=False)
+        except StudentError as exc:  # a bad slot fails its request only
+            request.post(exc)
+            request.cancelled = True
+            return False
+        request.post(Piece(text, [entry]))
         return True
 
     def _finish(self, request: _Request, reason: str) -> None:
@@ -251,16 +265,29 @@ class InProcessStudent:
             if self._closed:
                 request.post(StudentError(f"student {self.name} v{self.version} was closed"))
             return
-        tail = self._new_text(request, final=True)
+        try:
+            tail = self._new_text(request, final=True)
+        except StudentError as exc:
+            request.post(exc)
+            return
         if tail:
             request.post(Piece(tail))
         request.post(Ending(reason, len(request.prompt), len(request.ids)))
 
     def _new_text(self, request: _Request, final: bool) -> str:
-        """Text added since the last call; a split multi-byte character waits for its end."""
+        """Text added since the last call; a split multi-byte character waits for its end, and
+        so does a slot marker split over tokens. Raises StudentError for a marker naming a slot
+        the prompt does not have."""
         text: str = self.tokenizer.decode(request.ids, skip_special_tokens=True)
         if not final and text.endswith("\ufffd"):
             return ""
+        if request.values is not None:
+            if not final and text.rfind("⟦") > text.rfind("⟧"):
+                text = text[: text.rfind("⟦")]
+            filled = relexicalize(text, request.values)
+            if filled is None:
+                raise StudentError("the student wrote a slot the prompt does not have")
+            text = filled
         delta = text[request.emitted :]
         request.emitted = len(text)
         return delta

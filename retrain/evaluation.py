@@ -23,7 +23,15 @@ from typing import Any
 import torch
 
 from retrain.examples import row_prompt
-from retrain.students import confidence_signals, exact_match, parse_json, prompt_ids, token_f1
+from retrain.slots import Slots, delexicalize_messages, relexicalize
+from retrain.students import (
+    Prompt,
+    confidence_signals,
+    exact_match,
+    parse_json,
+    prompt_ids,
+    token_f1,
+)
 
 IN_DISTRIBUTION, NOVEL = "in_distribution", "novel"
 SLICES = (IN_DISTRIBUTION, NOVEL)
@@ -263,15 +271,31 @@ def evaluate(
     rows: list[dict[str, Any]],
     max_new_tokens: int,
     latency_samples: int,
+    slots: Slots | None = None,
 ) -> EvalReport:
-    """Generate for every eval row, score it, and time `latency_samples` requests one by one."""
-    prompts = [prompt_ids(tokenizer, row_prompt(row)) for row in rows]
+    """Generate for every eval row, score it, and time `latency_samples` requests one by one.
+
+    With `slots`, the student is asked as the proxy asks it (slots in the prompt) and its
+    answer is filled in before it is scored against the teacher's."""
+    conversations, values = [], []
+    for row in rows:
+        prompt = row_prompt(row)
+        filled: list[str] = []
+        if slots is not None:
+            messages, filled = delexicalize_messages(prompt.messages, slots)
+            prompt = Prompt(messages, prompt.tools)
+        conversations.append(prompt)
+        values.append(filled)
+    prompts = [prompt_ids(tokenizer, p) for p in conversations]
     longest = max((len(tokenizer(r["answer_text"] or "")["input_ids"]) for r in rows), default=8)
     # Room for a somewhat longer answer than the teacher's, without letting a babbling
     # untrained base run to the global limit on every row.
     budget = min(max_new_tokens, int(longest * 1.5) + 8)
     generated = generate_scored(model, tokenizer, prompts, budget)
-    predictions = [g.text for g in generated]
+    predictions = [
+        g.text if slots is None else (relexicalize(g.text, v) or g.text)
+        for g, v in zip(generated, values, strict=True)
+    ]
     signals = [confidence_signals(g.tokens, g.logprobs) for g in generated]
     latencies = []
     for prompt in prompts[:latency_samples]:

@@ -31,6 +31,7 @@ from retrain.evaluation import EvalReport, evaluate
 from retrain.report import plot_cascade, plot_training, run_summary
 from retrain.schedule import route_lock
 from retrain.settings import RetrainSettings
+from retrain.slots import Slots, delexicalize_row, read_slots, route_slots, save_slots
 from retrain.tiny_base import build_tiny_base
 from retrain.train import TrainResult, set_seed, train
 
@@ -67,6 +68,7 @@ class _Start:
     replay_rows: list[dict[str, Any]]
     progress: bool
     synthetic: Augmented = field(default_factory=Augmented)
+    slots: Slots | None = None  # the route's slots, when its answers copy (retrain.slots)
 
 
 def run_retrain(
@@ -91,6 +93,7 @@ def run_retrain(
         update = {"base": base or settings.base, "method": method or settings.method}
         settings = RetrainSettings.model_validate({**settings.model_dump(), **update})
     version = _dataset_version(data_dir, route, dataset_version)
+    settings = escalated(settings, students.rejected_in_a_row(data_dir, route))
     torch.set_num_threads(settings.num_threads)
     if not progress:
         from transformers.utils import logging as hf_logging
@@ -110,6 +113,20 @@ def run_retrain(
             log.removeHandler(handler)
             handler.close()
     return result
+
+
+MAX_ESCALATION = 3  # the most a run after rejections multiplies the route's max_steps by
+
+
+def escalated(settings: RetrainSettings, rejected: int) -> RetrainSettings:
+    """The settings of a run after `rejected` refused students in a row: more steps (x(1+n),
+    at most x3), as an operator would try next; the dataset grows by itself (the schedule's
+    new rows). A max_seconds budget still bounds the run."""
+    factor = min(MAX_ESCALATION, 1 + rejected)
+    if factor == 1:
+        return settings
+    log.info("%d students refused in a row: training %dx the steps", rejected, factor)
+    return settings.model_copy(update={"max_steps": settings.max_steps * factor})
 
 
 def _dataset_version(data_dir: Path, route: str, wanted: int | None) -> int:
@@ -152,12 +169,15 @@ def _run(
     start = _starting_point(data_dir, route, settings, train_rows, progress, novel_info)
     start.synthetic = augment(train_rows, eval_rows, settings.augment, settings.seed, relabel)
     log.info("augmentation: %s", start.synthetic.counts(settings.augment))
+    start.slots = route_slots(train_rows, settings.slots, settings.base)
+    if start.slots is not None:
+        log.info("slots: %d template words", len(start.slots.template))
     model, tokenizer = models.load_base(start.base_path)
     base_report, current_report = _floors(model, tokenizer, eval_rows, settings, start)
     model, result = _train_and_save(
         model, tokenizer, train_rows, eval_rows, settings, start, staging
     )
-    report = _evaluate(model, tokenizer, eval_rows, settings)
+    report = _evaluate(model, tokenizer, eval_rows, settings, start.slots)
     current_metrics = current_report.metrics if current_report else None
     assessment = assess(report, settings, current_metrics)
     verdict = assessment.verdict
@@ -204,11 +224,12 @@ def _floors(
     start: _Start,
 ) -> tuple[EvalReport, EvalReport | None]:
     """The untrained base's eval (the floor) and the current student's (the bar to beat)."""
-    base_report = _evaluate(model, tokenizer, eval_rows, settings)
+    base_report = _evaluate(model, tokenizer, eval_rows, settings, start.slots)
     if start.current is None:
         return base_report, None
     cur_model, cur_tok = students.load_student(start.current.path)
-    current_report = _evaluate(cur_model, cur_tok, eval_rows, settings)
+    cur_slots = read_slots(start.current.path)
+    current_report = _evaluate(cur_model, cur_tok, eval_rows, settings, cur_slots)
     del cur_model
     return base_report, current_report
 
@@ -238,6 +259,10 @@ def _train_and_save(
     """Train, save the adapter (or full model) to staging, return the model to evaluate."""
     model = _trainable(model, settings, start)
     rows = train_rows + start.replay_rows + start.synthetic.rows
+    if start.slots is not None:  # the student sees and writes slots, never the names in them
+        rows = [delexicalize_row(r, start.slots) for r in rows]
+        eval_rows = [delexicalize_row(r, start.slots) for r in eval_rows]
+        save_slots(staging, start.slots)
     train_ex = [e for r in rows if (e := ex.build_example(tokenizer, r, settings.max_length))]
     eval_ex = [e for r in eval_rows if (e := ex.build_example(tokenizer, r, settings.max_length))]
     result = train(
@@ -252,9 +277,15 @@ def _train_and_save(
 
 
 def _evaluate(
-    model: Any, tokenizer: Any, rows: list[dict[str, Any]], settings: RetrainSettings
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    settings: RetrainSettings,
+    slots: Slots | None,
 ) -> EvalReport:
-    return evaluate(model, tokenizer, rows, settings.max_new_tokens, settings.latency_samples)
+    return evaluate(
+        model, tokenizer, rows, settings.max_new_tokens, settings.latency_samples, slots
+    )
 
 
 def _starting_point(

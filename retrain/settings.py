@@ -88,7 +88,26 @@ class RetrainSettings(BaseModel):
     tiny_hidden_size: int = Field(128, ge=16, le=1024, description="Tiny base hidden size.")
     tiny_layers: int = Field(2, ge=1, le=12, description="Tiny base decoder layers.")
     tiny_vocab_size: int = Field(
-        1024, ge=300, le=65536, description="Tiny tokenizer vocabulary (BPE on the route's text)."
+        1024, ge=300, le=65536, description="Tiny tokenizer vocabulary (bytes and route words)."
+    )
+    tiny_tokenizer: Literal["words", "bpe"] = Field(
+        "words",
+        description="words: bytes plus whole template words, never a span's word, so any name "
+        "is spelled the same in prompt and answer and can be copied (issue 17); bpe: "
+        "byte-level BPE on the route's text.",
+    )
+    slots: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Slots (retrain/slots.py): the student sees a marker where the prompt names "
+        "something and writes it where the answer copies it; the proxy fills in the names. "
+        "auto: for the tiny base on routes whose answers copy (a real base copies by itself).",
+    )
+    copy_drills: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="Copy drills mixed into the tiny base's pretraining, per route text "
+        "(retrain/copy_drills.py); 0: the route's text only.",
     )
     pretrain_steps: int = Field(
         300, ge=0, description="Causal-LM steps on the route's unlabeled text for the tiny base."

@@ -24,7 +24,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,7 @@ class StudentInfo:
     base: str
     exact_match: float | None
     gate_passed: bool
+    gate_reasons: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -129,6 +130,7 @@ def _info(route: str, version: int, path: Path, m: dict[str, Any]) -> StudentInf
         base=m.get("base", ""),
         exact_match=student_metrics.get("exact_match"),
         gate_passed=bool((m.get("gate") or {}).get("passed")),
+        gate_reasons=[str(r) for r in (m.get("gate") or {}).get("reasons") or []],
     )
 
 
@@ -164,8 +166,39 @@ def show_student(data_dir: Path, route: str, version: int) -> dict[str, Any]:
     report_path = path / "eval.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else None
     manifest = read_manifest(path)
-    return {"path": str(path), "status": _status(path, manifest), "manifest": manifest,
-            "eval": report}  # fmt: skip
+    gate = manifest.get("gate") or {}
+    verdict = {"passed": bool(gate.get("passed")), "reasons": gate.get("reasons") or []}
+    return {"path": str(path), "status": _status(path, manifest), "verdict": verdict,
+            "manifest": manifest, "eval": report}  # fmt: skip
+
+
+def rejected_in_a_row(data_dir: Path, route: str) -> int:
+    """How many of the route's newest students the gate refused, back to one it passed."""
+    count = 0
+    for info in reversed(list_students(data_dir, route)):
+        if info.status != REJECTED:
+            break
+        count += 1
+    return count
+
+
+def retrain_verdict(data_dir: Path, route: str) -> dict[str, Any] | None:
+    """The newest student's gate verdict when the gate refused it (what the canary status
+    shows beside the route: why no student is coming, and that the next retrain trains more),
+    else None."""
+    students = list_students(data_dir, route)
+    if not students or students[-1].status != REJECTED:
+        return None
+    newest = students[-1]
+    return {
+        "version": newest.name,
+        "status": REJECTED,
+        "reasons": newest.gate_reasons,
+        "created_at": newest.created_at,
+        "rejected_in_a_row": rejected_in_a_row(data_dir, route),
+        "next": "the next retrain runs when the schedule's new rows arrive, with more steps "
+        "(max_steps x (1 + rejections in a row), at most x3)",
+    }
 
 
 def current_student(data_dir: Path, route: str) -> StudentInfo | None:

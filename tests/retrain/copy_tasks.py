@@ -24,8 +24,7 @@ from datetime import datetime
 from typing import Any
 
 EXTRACT_SYSTEM = (
-    "Extract the order. Reply with JSON "
-    '{"name": ..., "item": ..., "qty": ..., "city": ...}.'
+    'Extract the order. Reply with JSON {"name": ..., "item": ..., "qty": ..., "city": ...}.'
 )
 TICKET_SYSTEM = "Triage the ticket. Reply as: PRIORITY | product | category"
 
