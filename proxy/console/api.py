@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/ui/api", dependencies=[Depends(require_session)])
 
 
 @router.get("/session")
-async def session(request: Request, found: Session = Depends(require_session)) -> dict[str, Any]:
+async def session(found: Annotated[Session, Depends(require_session)]) -> dict[str, Any]:
     """The CSRF token the page sends back with each control, and when the session ends."""
     return {"csrf": found.csrf, "expires": found.expires}
 

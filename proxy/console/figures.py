@@ -32,9 +32,7 @@ def cascade_figures(metrics: Metrics, route: str) -> list[dict[str, Any]]:
             entry = versions.setdefault(labels["version"], {"version": labels["version"]})
             entry[f"{labels['source']}_{key}"] = value
     for labels, value in _samples(metrics, "apprentice_cascade_live_pairs", route):
-        versions.setdefault(labels["version"], {"version": labels["version"]})["live_pairs"] = (
-            value
-        )
+        versions.setdefault(labels["version"], {"version": labels["version"]})["live_pairs"] = value
     return [versions[v] for v in sorted(versions)]
 
 
@@ -52,8 +50,13 @@ def drift_figures(metrics: Metrics, route: str) -> dict[str, Any]:
     for method in sorted(thresholds.keys() | scores.keys()):
         score, levels = scores.get(method), thresholds.get(method, {})
         methods.append(
-            {"method": method, "score": score, "warn": levels.get("warn"),
-             "act": levels.get("act"), "level": _level(score, levels)}  # fmt: skip
+            {
+                "method": method,
+                "score": score,
+                "warn": levels.get("warn"),
+                "act": levels.get("act"),
+                "level": _level(score, levels),
+            }
         )
     window = _samples(metrics, "apprentice_drift_window_prompts", route)
     last = _samples(metrics, "apprentice_drift_last_run_timestamp_seconds", route)

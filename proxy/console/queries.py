@@ -78,9 +78,7 @@ async def traffic(
     """Per route and who served: requests, share, errors, p50/p95 latency, teacher cost paid
     and the teacher cost avoided by students, over the last `window` (hour or day)."""
     since = (now or datetime.now(UTC)).replace(tzinfo=None) - WINDOWS[window]
-    con = await snapshot(
-        logbook, shared, TRAFFIC_COLUMNS, "started_at >= ?", [since], "requests"
-    )
+    con = await snapshot(logbook, shared, TRAFFIC_COLUMNS, "started_at >= ?", [since], "requests")
     return await asyncio.to_thread(_traffic, con, pricer, window)
 
 
@@ -97,8 +95,14 @@ def _traffic(con: duckdb.DuckDBPyConnection, pricer: Pricer, window: str) -> dic
     routes: dict[str, dict[str, Any]] = {}
     for route, served_by, n, errors, p50, p95, cost, prompt, completion in rows:
         entry = routes.setdefault(
-            route, {"requests": 0, "errors": 0, "cost_paid_usd": 0.0, "cost_avoided_usd": 0.0,
-                    "served_by": []}  # fmt: skip
+            route,
+            {
+                "requests": 0,
+                "errors": 0,
+                "cost_paid_usd": 0.0,
+                "cost_avoided_usd": 0.0,
+                "served_by": [],
+            },
         )
         shadow = served_by.endswith("(shadow)")
         if not shadow:  # shadows are extra work, not traffic
@@ -109,8 +113,14 @@ def _traffic(con: duckdb.DuckDBPyConnection, pricer: Pricer, window: str) -> dic
             else:  # what the teacher would have charged for the students' answers
                 entry["cost_avoided_usd"] += pricer.cost(route, int(prompt), int(completion)) or 0.0
         entry["served_by"].append(
-            {"served_by": served_by, "requests": n, "errors": errors, "shadow": shadow,
-             "p50_ms": p50, "p95_ms": p95}  # fmt: skip
+            {
+                "served_by": served_by,
+                "requests": n,
+                "errors": errors,
+                "shadow": shadow,
+                "p50_ms": p50,
+                "p95_ms": p95,
+            }
         )
     for entry in routes.values():
         total = entry["requests"]
@@ -163,8 +173,9 @@ async def one_request(logbook: Logbook, shared: Path, request_id: str) -> dict[s
     row = _jsonable(found[0])
     for key in ("request", "response", "tags", "correction"):
         row[key] = _parsed(row.get(key))
-    return row | {"feedback": [_jsonable(f) | {"correction": _parsed(f.get("correction"))}
-                               for f in given]}  # fmt: skip
+    return row | {
+        "feedback": [_jsonable(f) | {"correction": _parsed(f.get("correction"))} for f in given]
+    }
 
 
 def _records(result: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

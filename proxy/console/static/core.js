@@ -126,8 +126,9 @@ function lineChart(series, options) {
   const marks = o.marks.map((m) => m.y !== undefined && m.x === undefined
     ? s("line", {x1: L, x2: W - R, y1: Y(m.y), y2: Y(m.y), class: "target"})
     : s("circle", {cx: X(m.x), cy: Y(m.y), r: 5, class: "chosen"}));
-  const legend = series.map((line, i) => s("text", {x: W - R - 4, y: T + 12 + 13 * i,
-    class: `legend s${i % 4}`, "text-anchor": "end"}, line.name));
+  // Bottom left: where neither a cascade curve (high agreement) nor a loss curve goes.
+  const legend = series.map((line, i) => s("text", {x: L + 8, y: H - B - 8 - 13 * (series.length - 1 - i),
+    class: `legend s${i % 4}`}, line.name));
   return s("svg", {viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img",
     "aria-label": o.title || o.yLabel}, axes, lines, marks, legend);
 }

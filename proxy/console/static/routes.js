@@ -50,14 +50,16 @@ function weights(w) {
 
 UI.pages.route = async (view, [name]) => {
   const students = (await api("/students")).students.filter((x) => x.route === name);
-  const live = h("div", {id: "live"});
+  const head = h("div", {id: "live"}), details = h("div", {});
   const result = h("p", {id: "result", role: "status"});
   view.replaceChildren(
     h("h1", {}, h("a", {href: "#/routes"}, "Routes"), " / ", name),
-    live, controls(name, students, result, () => draw()), result);
+    head, controls(name, students, result, () => draw()), result, details);
   async function draw() {
     const data = await api(`/routes/${encodeURIComponent(name)}`);
-    live.replaceChildren(...routeLive(data, students));
+    const [top, rest] = routeLive(data, students);
+    head.replaceChildren(...top.filter(Boolean));
+    details.replaceChildren(...rest.filter(Boolean));
   }
   await draw();
   return draw;
@@ -65,9 +67,9 @@ UI.pages.route = async (view, [name]) => {
 
 function routeLive(data, students) {
   const c = data.canary;
-  if (!c) return [h("p", {class: "muted"}, "This server runs no canary control.")];
+  if (!c) return [[h("p", {class: "muted"}, "This server runs no canary control.")], []];
   const studentLink = (v) => (v ? h("a", {href: `#/student/${encodeURIComponent(data.route)}/${v}`}, v) : "–");
-  return [
+  return [[
     h("dl", {class: "figures"},
       h("div", {}, h("dt", {}, "state"), h("dd", {id: "state"}, badge(c.state))),
       h("div", {}, h("dt", {}, "step"), h("dd", {}, c.step === null ? "–" : `${c.step} of ${c.steps.join(" → ")}`)),
@@ -76,6 +78,7 @@ function routeLive(data, students) {
       h("div", {}, h("dt", {}, "traffic"), h("dd", {id: "weights"}, weights(c.weights))),
       h("div", {}, h("dt", {}, "revision"), h("dd", {}, String(c.revision)))),
     c.last_decision ? h("p", {}, `last decision: ${c.last_decision.action} (${c.last_decision.reason})`) : null,
+  ], [
     section("Last interval's checks", table(["check", "status", "value", "threshold", "detail"],
       c.last_checks.map((k) => [k.name, badge(k.status), fmt.num(k.value), fmt.num(k.threshold), k.detail]))),
     section("Cascade: predicted against live", table(
@@ -89,7 +92,7 @@ function routeLive(data, students) {
     section("History", table(["at", "from", "to", "student", "weight", "reason", "detail"],
       c.history.slice().reverse().map((t) => [fmt.time(t.at), t.from_state, t.to_state, t.version || "–",
         `${t.weight}%`, t.reason, t.detail]), {id: "history"})),
-  ];
+  ]];
 }
 
 // Each control asks to confirm, then shows the new state or the reason it was refused.
