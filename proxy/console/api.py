@@ -53,8 +53,11 @@ async def route_detail(request: Request, route: str) -> dict[str, Any]:
     name = admin.route_named(request, route).name
     state = proxy_state(request)
     canary = await _canary_or_none(request)
+    loop = request.app.state.canary
     return {
         "route": name,
+        # Drift is scored by the leader only: elsewhere the page says so beside the thresholds.
+        "leading": None if loop is None else loop.leading,
         "canary": canary.get(name),
         "cascade": cascade_figures(state.metrics, name),
         "drift": drift_figures(state.metrics, name),

@@ -1,11 +1,12 @@
 """What the console reads from the log: a route's traffic over a window, its recent requests,
 one request as stored with its feedback.
 
-The log lives in two places: rows not yet sealed in the server's DuckDB, and sealed Parquet
-segments under the shared store. A seal moves rows from one to the other on the logbook's own
-thread, so both are taken together in one call on that thread (the hot rows as Arrow, the
-segment list as views): a row is never seen twice nor missed. The queries themselves then run
-on an in-memory connection in a worker thread, off the writer's thread.
+The log lives in two places: rows not yet sealed in this server's DuckDB, and sealed Parquet
+segments under the shared store (every replica's). Only the hot rows are read on the logbook's
+thread (the writer's: no file is opened there); the segments are read after, in a worker thread.
+A seal may move rows in between: a sealed row is counted only when its id is not among the hot
+rows taken, so a row is never seen twice and never missed (it is in the hot rows taken, or it
+was sealed before they were taken, and its segment exists when the segments are listed).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ LIST_COLUMNS = (
     "stream, tags"
 )
 TRAFFIC_COLUMNS = (
-    "route, started_at, served_by, outcome, status, latency_ms, cost_usd, prompt_tokens, "
-    "completion_tokens, tags, response IS NOT NULL AS answered"
+    "request_id, route, started_at, served_by, outcome, status, latency_ms, cost_usd, "
+    "prompt_tokens, completion_tokens, tags, response IS NOT NULL AS answered"
 )
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 FILTERS = ("served_by", "outcome", "endpoint")
+KEYS = {"requests": "request_id", "feedback": "feedback_id"}
 
 
 @dataclass(frozen=True)
@@ -51,25 +53,36 @@ class LogQuery:
 
 
 async def snapshot(
-    logbook: Logbook, shared: Path, columns: str, where: str, params: list[Any], table: str
+    logbook: Logbook,
+    shared: Path,
+    columns: str,
+    where: str,
+    params: list[Any],
+    table: str,
+    route: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection whose view `log` holds the hot rows and the sealed rows of
-    `table` that match `where` (taken together on the logbook thread; see the module doc)."""
+    """An in-memory connection whose table `log` holds the rows of `table` that match
+    `where`, hot and sealed, each once (see the module doc)."""
 
-    def take(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-        hot = con.sql(f"SELECT {columns} FROM {table} WHERE {where}", params=params)
-        hot = hot.to_arrow_table()
-        sealed = open_segments(shared)
-        sealed.register("hot", hot)
-        return sealed
+    def hot_rows(con: duckdb.DuckDBPyConnection) -> Any:
+        return con.sql(
+            f"SELECT {columns} FROM {table} WHERE {where}", params=params
+        ).to_arrow_table()
 
-    sealed = await logbook.run(take)
-    sealed.execute(
-        f"CREATE TEMP TABLE log AS SELECT {columns} FROM {table} WHERE {where} "
-        "UNION ALL BY NAME SELECT * FROM hot",
-        params,
-    )
-    return sealed
+    hot = await logbook.run(hot_rows)  # the writer's thread: one small query, no file I/O
+    key = KEYS[table]
+
+    def sealed_too() -> duckdb.DuckDBPyConnection:
+        con = open_segments(shared, route)
+        con.register("hot", hot)
+        con.execute(
+            f"CREATE TEMP TABLE log AS SELECT {columns} FROM {table} WHERE {where} "
+            f"AND {key} NOT IN (SELECT {key} FROM hot) UNION ALL BY NAME SELECT * FROM hot",
+            params,
+        )
+        return con
+
+    return await asyncio.to_thread(sealed_too)
 
 
 async def traffic(
@@ -145,7 +158,9 @@ async def recent(logbook: Logbook, shared: Path, query: LogQuery) -> list[dict[s
         else:
             where.append(f"{name} = ?" + (f" AND NOT {SHADOW}" if name == "served_by" else ""))
             params.append(value)
-    con = await snapshot(logbook, shared, LIST_COLUMNS, " AND ".join(where), params, "requests")
+    con = await snapshot(
+        logbook, shared, LIST_COLUMNS, " AND ".join(where), params, "requests", query.route
+    )
 
     def fetch() -> list[dict[str, Any]]:
         result = con.execute(

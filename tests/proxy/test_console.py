@@ -61,6 +61,9 @@ def test_login_sets_a_strict_http_only_cookie_and_never_the_token(running: Runni
     assert page.status_code == 200 and ADMIN_TOKEN not in page.text
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "DENY"
+    out = client.post("/ui/logout")
+    assert out.status_code == 303 and f'{COOKIE}=""' in out.headers["set-cookie"]
+    assert client.get("/ui/api/session").status_code == 401
 
 
 def test_a_wrong_token_is_refused_without_a_cookie(running: RunningProxy) -> None:

@@ -144,7 +144,8 @@ function stamp() {
 }
 
 // Route: "#/route/support" -> UI.pages.route(["support"]). A page may return a refresh
-// function, which runs every few seconds until the hash changes (the live route page).
+// function, which runs every `page.every` ms (default 3 s: the live route page) until the
+// hash changes.
 async function show() {
   clearInterval(UI.timer);
   UI.timer = null;
@@ -160,7 +161,7 @@ async function show() {
     if (typeof refresh === "function") {
       UI.timer = setInterval(async () => {
         try { await refresh(); stamp(); } catch (err) { console.warn(err); }
-      }, 3000);
+      }, page.every || 3000);
     }
   } catch (err) {
     view.replaceChildren(h("p", {class: "error", role: "alert"}, String(err.message || err)));

@@ -16,6 +16,7 @@ UI.pages.routes = async (view) => {
   await draw();
   return draw;
 };
+UI.pages.routes.every = 15000; // each look scans the log's segments: less often than the canary
 
 function routeCard(route) {
   const t = route.traffic || {requests: 0, errors: 0, served_by: [], error_ratio: null,
@@ -88,7 +89,8 @@ function routeLive(data, students) {
     section("Drift against thresholds", table(["method", "score", "warn", "act", "level"],
       data.drift.methods.map((m) => [m.method, fmt.num(m.score), fmt.num(m.warn), fmt.num(m.act),
         m.level ? badge(m.level) : "not scored"])),
-      h("p", {class: "muted"}, `window ${fmt.int(data.drift.window_prompts)} prompts · last run ${fmt.time(data.drift.last_run)}`)),
+      h("p", {class: "muted"}, `window ${fmt.int(data.drift.window_prompts)} prompts · last run ${fmt.time(data.drift.last_run)}`,
+        data.leading === false ? " · drift is scored on the leader replica, and this one does not lead: its console shows the scores" : "")),
     section("History", table(["at", "from", "to", "student", "weight", "reason", "detail"],
       c.history.slice().reverse().map((t) => [fmt.time(t.at), t.from_state, t.to_state, t.version || "–",
         `${t.weight}%`, t.reason, t.detail]), {id: "history"})),
