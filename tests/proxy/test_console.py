@@ -3,6 +3,7 @@ token, another origin), and what its API reads from the log, the registry and th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from apprentice.config import Config, config_from_dict
 from proxy.console.session import COOKIE, SESSION_S, Sessions
 from tests.conftest import ADMIN_TOKEN, CLIENT_KEY, RunningProxy, proxy_config
 from tests.fakes.teacher import FakeTeacher
@@ -209,3 +211,38 @@ def test_student_page_data_and_jobs(running: RunningProxy) -> None:
     for name in ("..%2Fsession.py", ".hidden.js", "session.py"):
         answer = client.get(f"/ui/static/{name}")
         assert answer.status_code in (404, 501) and "class Sessions" not in answer.text
+
+
+def replica_config(data_dir: Path, shared: Path, teacher: FakeTeacher) -> Config:
+    """A replica with its own data_dir, sharing a store folder and a SQLite control plane."""
+    raw = proxy_config(data_dir, teacher).model_dump(mode="json")
+    raw = {k: raw[k] for k in ("data_dir", "logbook", "routes")}
+    raw["server"] = {"api_keys": [CLIENT_KEY], "admin_token": ADMIN_TOKEN, "port": 0}
+    raw["routes"][0]["teacher_api_key"] = "sk-teacher-secret-456"
+    raw["store"] = {"url": str(shared)}
+    raw["cluster"] = {"control_url": f"sqlite:///{shared}/control.sqlite3", "poll_interval_s": 0.2}
+    return config_from_dict(raw)
+
+
+def test_a_session_made_on_one_replica_moves_the_route_on_every_replica(
+    tmp_path: Path, teacher: FakeTeacher
+) -> None:
+    shared = tmp_path / "shared"
+    write_student(shared, "triage", 1)
+    with (
+        RunningProxy(replica_config(tmp_path / "a", shared, teacher)) as a,
+        RunningProxy(replica_config(tmp_path / "b", shared, teacher)) as b,
+    ):
+        client_a, csrf = login(a)
+        on_b = httpx.Client(base_url=b.url, cookies={COOKIE: client_a.cookies[COOKIE]})
+        assert on_b.get("/ui/api/session").json()["csrf"] == csrf
+        moved = on_b.post(
+            "/ui/api/canary/triage/set-weight",
+            json={"version": "v1", "weight": 25},
+            headers={"x-apprentice-csrf": csrf},
+        )
+        assert moved.status_code == 200 and moved.json()["weights"] == {"v1": 25}
+        deadline = time.monotonic() + 15  # replica a adopts the stored snapshot at its next tick
+        while client_a.get("/ui/api/routes/triage").json()["canary"]["weights"] != {"v1": 25}:
+            assert time.monotonic() < deadline, "replica a never followed the control made on b"
+            time.sleep(0.1)
