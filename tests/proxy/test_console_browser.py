@@ -3,7 +3,7 @@ traffic, move its canary with the page's controls (and see `apprentice canary st
 watch the page follow a change made elsewhere without a reload, read a student, the log and
 run a job. One server and one browser for the module.
 
-With APPRENTICE_SCREENSHOTS=<folder> the route and student pages are saved there as PNGs (the
+With APPRENTICE_SCREENSHOTS=<folder> the routes, route and student pages are saved there as PNGs (the
 README's: `APPRENTICE_SCREENSHOTS=docs pytest tests/proxy/test_console_browser.py`).
 """
 
@@ -130,6 +130,7 @@ def test_log_in_watch_a_route_move_its_canary_and_read_the_loop(
     requests = page.locator("article[data-route=triage] [data-figure=requests] dd")
     requests.filter(has_text=str(REQUESTS)).wait_for()
     assert "100.0%" in page.inner_text("article[data-route=triage] table.traffic")
+    screenshot(page, "console-routes.png")
 
     page.click("text=canary and controls")
     page.locator("#state", has_text="idle").wait_for()
