@@ -114,7 +114,7 @@ async def run_demo(plan: DemoPlan, data_dir: Path, view: DemoView) -> DemoOutcom
         server = Server(config_path, port, token, env)
         try:
             await server.ready(60)
-            view.console.print(console_line(server.url, token, data_dir))
+            view.console.print(console_line(server.url, token, data_dir), soft_wrap=True)
             await _phases(plan, server, api_key, view, outcome)
         finally:
             outcome.metrics_text = await _quietly(server.metrics(), "")
