@@ -246,3 +246,14 @@ def test_a_session_made_on_one_replica_moves_the_route_on_every_replica(
         while client_a.get("/ui/api/routes/triage").json()["canary"]["weights"] != {"v1": 25}:
             assert time.monotonic() < deadline, "replica a never followed the control made on b"
             time.sleep(0.1)
+
+
+def test_no_console_without_an_admin_token(tmp_path: Path, teacher: FakeTeacher) -> None:
+    raw = replica_config(tmp_path / "data", tmp_path / "shared", teacher).model_dump(mode="json")
+    raw = {"data_dir": raw["data_dir"], "routes": raw["routes"], "server": {"port": 0}}
+    raw["routes"][0]["teacher_api_key"] = "sk-teacher-secret-456"
+    with RunningProxy(config_from_dict(raw)) as proxy:
+        form = httpx.get(f"{proxy.url}/ui/login")
+        assert form.status_code == 403 and form.json()["error"]["code"] == "admin_disabled"
+        login = httpx.post(f"{proxy.url}/ui/login", data={"token": "anything-at-all"})
+        assert login.status_code == 403 and "set-cookie" not in login.headers

@@ -3,8 +3,8 @@ traffic, move its canary with the page's controls (and see `apprentice canary st
 watch the page follow a change made elsewhere without a reload, read a student, the log and
 run a job. One server and one browser for the module.
 
-With APPRENTICE_SCREENSHOTS=<folder> the routes, route and student pages are saved there as PNGs (the
-README's: `APPRENTICE_SCREENSHOTS=docs pytest tests/proxy/test_console_browser.py`).
+With APPRENTICE_SCREENSHOTS=<folder> the routes, route and student pages are saved there as
+PNGs (the README's: `APPRENTICE_SCREENSHOTS=docs pytest tests/proxy/test_console_browser.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tests.fakes.teacher import FakeTeacher
 from tests.proxy.console_student import write_student
 
 REQUESTS = 6
+MARKUP = "never came <i>again</i>"  # logged text is shown as text, never as markup
 TIMEOUT_MS = 15_000
 
 
@@ -58,7 +59,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPr
         client = openai.OpenAI(base_url=proxy.base_url, api_key=CLIENT_KEY)
         for i in range(REQUESTS):
             client.chat.completions.create(
-                model="triage", messages=[{"role": "user", "content": f"Order {i} never came"}]
+                model="triage", messages=[{"role": "user", "content": f"Order {i} {MARKUP}"}]
             )
         config = tmp / "apprentice.toml"
         config.write_text(
@@ -172,7 +173,8 @@ def test_log_in_watch_a_route_move_its_canary_and_read_the_loop(
     page.goto(f"{proxy.url}/ui/#/log/triage")
     page.locator("#requests tbody tr").nth(REQUESTS - 1).wait_for()
     page.locator("#requests tbody a").first.click()
-    page.locator("#request", has_text=f"Order {REQUESTS - 1} never came").wait_for()
+    page.locator("#request", has_text=f"Order {REQUESTS - 1} {MARKUP}").wait_for()
+    assert page.locator("#request i").count() == 0
 
     page.goto(f"{proxy.url}/ui/#/jobs")
     page.click("button[data-job=curate]")
