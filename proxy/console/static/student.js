@@ -86,7 +86,10 @@ UI.pages.log = async (view, [route]) => {
     options.map(([value, label]) => h("option", {value}, label)));
   const routeSel = h("select", {id: "log-route", onchange: (e) => { window.location.hash = `#/log/${encodeURIComponent(e.target.value)}`; }},
     routes.map((r) => h("option", {value: r, selected: r === route}, r)));
-  const served = pick("served_by", [["", "any"], ["teacher", "teacher"], ["student", "any student"]]);
+  const versions = route ? (await api("/students")).students.filter((x) => x.route === route) : [];
+  const served = pick("served_by", [["", "any"], ["teacher", "teacher"], ["student", "any student"],
+    ...versions.map((x) => [`student:v${x.version}`, `student:v${x.version}`]),
+    ...versions.map((x) => [`student:v${x.version} (shadow)`, `student:v${x.version} (shadow)`])]);
   const outcome = pick("outcome", [["", "any"], ["ok", "ok"], ["client_error", "client_error"],
     ["upstream_error", "upstream_error"], ["timeout", "timeout"], ["client_disconnected", "client_disconnected"]]);
   const endpoint = pick("endpoint", [["", "any"], ["chat/completions", "chat/completions"],
