@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install install-dev prometheus postgresql haproxy node-clients lint typecheck pytest bench clean
+.PHONY: demo test install install-dev prometheus postgresql haproxy chromium node-clients lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -72,6 +72,18 @@ haproxy:
 	  fi; \
 	fi
 
+# Debian's Chromium for the console's browser tests (Playwright, from the dev extra, drives it;
+# Playwright's own browser download is never used): installed when missing and this runs as
+# root with apt; otherwise those tests skip and say what to run.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "note: chromium is missing: 'sudo apt-get install chromium' runs the console's browser tests"; \
+	  fi; \
+	fi
+
 # The Vercel AI SDK for the Node client test, when npm is here (else that test says what to run).
 tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
@@ -80,7 +92,7 @@ tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
 
 node-clients: tests/node/node_modules/.package-lock.json
 
-pytest: install-dev prometheus postgresql haproxy node-clients
+pytest: install-dev prometheus postgresql haproxy chromium node-clients
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest

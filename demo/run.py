@@ -114,6 +114,7 @@ async def run_demo(plan: DemoPlan, data_dir: Path, view: DemoView) -> DemoOutcom
         server = Server(config_path, port, token, env)
         try:
             await server.ready(60)
+            view.console.print(console_line(server.url, token, data_dir), soft_wrap=True)
             await _phases(plan, server, api_key, view, outcome)
         finally:
             outcome.metrics_text = await _quietly(server.metrics(), "")
@@ -252,6 +253,15 @@ async def _quietly(awaitable: Any, default: Any) -> Any:
         return await awaitable
     except (httpx.HTTPError, OSError):
         return default
+
+
+def console_line(url: str, token: str, data_dir: Path) -> str:
+    """Where to watch the demo in a browser. The admin token goes to a file only its owner
+    can read, not to the terminal (a terminal's scrollback is a log)."""
+    path = data_dir / "console-token"
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return f"console: {url}/ui/ (log in with the admin token in {path}; up while the demo runs)"
 
 
 def _free_port() -> int:

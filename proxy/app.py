@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitoring.metrics import Metrics
-from proxy import admin, admin_canary, admin_jobs, feedback, health
+from proxy import admin, admin_canary, admin_jobs, console, feedback, health
 from proxy.accounting import Pricer
 from proxy.auth import Auth
 from proxy.chat import chat_completions
@@ -73,6 +73,7 @@ def create_app(settings: ProxySettings, metrics: Metrics, backends: BackendsFact
     for module in (feedback, health, admin, admin_canary, admin_jobs):
         app.include_router(module.router)
     app.include_router(admin_canary.cluster_router)
+    console.include(app)
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
