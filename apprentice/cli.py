@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from apprentice.config import Config, ConfigError, RouteConfig, load_config, offline_defaults
 
@@ -37,6 +38,11 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
+def error(message: object) -> None:
+    """One sentence on stderr, printed as written (a `[[routes]]` in it is not markup)."""
+    err.print(f"[red]error:[/red] {escape(str(message))}")
+
+
 @app.callback()
 def _main() -> None:
     offline_defaults()  # before any command imports litellm or transformers
@@ -47,7 +53,7 @@ def _config(path: Path, secrets_required: bool = False) -> Config:
     try:
         return load_config(path, secrets_required=secrets_required)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
 
 
@@ -67,7 +73,7 @@ def _pulled(cfg: Config) -> Store:
     try:
         return pulled_store(cfg)
     except StoreError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
 
 
@@ -77,7 +83,7 @@ def _warn_skipped(skipped: list[dict[str, str]]) -> None:
         from logbook.segments import Skipped, describe_skipped
 
         files = [Skipped(Path(s["path"]), s["reason"]) for s in skipped]
-        err.print(f"[yellow]warning:[/yellow] {describe_skipped(files)}")
+        err.print(f"[yellow]warning:[/yellow] {escape(describe_skipped(files))}")
 
 
 def _print_json(data: Any) -> None:
@@ -101,17 +107,17 @@ def serve(
     """Run the proxy (and its capture, sealing and schedules) until SIGTERM/SIGINT."""
     from apprentice.server import serve as run_server
     from apprentice.workers import Slot, Supervisor, metrics_dir, worker_command, worker_config
-    from logbook.writer import LogbookLocked
 
     cfg = _config(config, secrets_required=True)
     if not cfg.routes:
-        err.print("[red]error:[/red] the config has no [[routes]]; add one to proxy a teacher.")
+        error("the config has no [[routes]] table; add one to proxy a teacher.")
         raise typer.Exit(2)
     if workers > 1 and worker is None:
         import logging
 
         logging.basicConfig(level=log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+        _preflight(cfg, worker_config(cfg, Slot(0, workers)))
         supervisor = Supervisor(worker_command(config, log_level), cfg.data_dir, workers)
         raise typer.Exit(supervisor.run())
     slot = None
@@ -119,19 +125,29 @@ def serve(
         try:
             slot = Slot.parse(worker)
         except ValueError as exc:
-            err.print(f"[red]error:[/red] --worker: {exc}")
+            error(f"--worker: {exc}")
             raise typer.Exit(2) from None
         home = cfg.data_dir
         cfg = worker_config(cfg, slot)
+    _preflight(cfg, cfg)
+    if slot is None:
+        run_server(cfg, log_level=log_level)
+    else:
+        run_server(cfg, log_level=log_level, slot=str(slot),
+                   metrics_dir=str(metrics_dir(home)))  # fmt: skip
+
+
+def _preflight(cfg: Config, served: Config) -> None:
+    """Exit 2 with one sentence when the server could not start (data_dir, logbook, control
+    plane); `served`: the config whose control plane the server uses."""
+    from apprentice.preflight import StartupError, preflight
+    from apprentice.server import control_url
+
     try:
-        if slot is None:
-            run_server(cfg, log_level=log_level)
-        else:
-            run_server(cfg, log_level=log_level, slot=str(slot),
-                       metrics_dir=str(metrics_dir(home)))  # fmt: skip
-    except LogbookLocked as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        preflight(cfg, control_url(served))
+    except (StartupError, ValueError) as exc:
+        error(exc)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -143,7 +159,7 @@ def stats(config: ConfigOption = Path("apprentice.toml"), as_json: JsonOption = 
     try:
         result = log_stats(_store(_config(config)))
     except StoreError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     _warn_skipped(result["skipped_segments"])
     if as_json:
@@ -176,7 +192,7 @@ def export(
     try:
         cfg.route(route)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
     from store.store import StoreError
 
@@ -192,7 +208,7 @@ def export(
             examples = logged_pairs(store, route, skipped)
         count = write_jsonl(examples, output)
     except (FileNotFoundError, StoreError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     _warn_skipped([s.as_dict() for s in skipped])
     err.print(f"exported {count} examples" + (f" to {output}" if output else ""))
@@ -224,7 +240,7 @@ def curate(
         if result.status == "written" and result.path is not None:
             store.push_tree(result.path, exclusive=True)
     except (NoRowsError, StoreError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     _warn_skipped(result.skipped_segments)
     if as_json:
@@ -263,7 +279,7 @@ def retrain(
         )  # fmt: skip
         store.push_tree(result.path, exclusive=True)
     except (RetrainBusy, FileNotFoundError, ValueError, StoreError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     summary = {
         "route": result.route, "version": f"v{result.version}", "status": result.status,
@@ -332,7 +348,7 @@ def students_show(
     try:
         shown = show_student(_pulled(cfg).root, route, int(version.removeprefix("v")))
     except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     _print_json(shown) if as_json else console.print_json(json.dumps(shown, default=str))
 
@@ -355,14 +371,14 @@ def _admin(cfg: Config, method: str, path: str, body: dict[str, Any] | None = No
     try:
         response = httpx.request(method, url, json=body, headers=headers, timeout=60)
     except httpx.TransportError:
-        err.print(f"[red]error:[/red] no apprentice server answers at {url}; is `serve` running?")
+        error(f"no apprentice server answers at {url}; is `serve` running?")
         raise typer.Exit(1) from None
     if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = response.text
-        err.print(f"[red]error:[/red] {message}")
+        error(message)
         raise typer.Exit(1)
     return response.json()
 
@@ -452,7 +468,7 @@ def _route(cfg: Config, name: str) -> RouteConfig:
     try:
         return cfg.route(name)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
 
 
