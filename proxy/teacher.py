@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 
 from monitoring.metrics import Metrics
-from proxy.errors import error_body
+from proxy.errors import error_body, provider_message
 from proxy.redaction import Redactor
 from proxy.settings import RouteSettings
 
@@ -91,15 +91,21 @@ class Teacher:
                                stream)  # fmt: skip
 
     async def anthropic(
-        self, route: RouteSettings, payload: dict[str, Any], stream: bool, version: str | None
+        self,
+        route: RouteSettings,
+        payload: dict[str, Any],
+        stream: bool,
+        version: str | None,
+        path: str = "messages",
     ) -> Upstream:
-        """POST an Anthropic Messages request to `{teacher_api_base}/v1/messages`, as is."""
+        """POST an Anthropic request to `{teacher_api_base}/v1/{path}` (Messages, or its
+        token count), as is."""
         headers = {"content-type": "application/json", "accept-encoding": "identity",
                    "anthropic-version": version or ANTHROPIC_VERSION}  # fmt: skip
         if route.teacher_api_key is not None:
             headers["x-api-key"] = route.teacher_api_key.get_secret_value()
         base = (route.teacher_api_base or ANTHROPIC_API_BASE).rstrip("/")
-        url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        url = base + (f"/{path}" if base.endswith("/v1") else f"/v1/{path}")
         body = orjson.dumps(payload | {"model": route.upstream_model})
         return await self.send(route, url, body, headers, stream)
 
@@ -231,6 +237,7 @@ class Teacher:
     ) -> Upstream:
         import litellm
 
+        litellm.suppress_debug_info = True  # else each failure prints a banner to stdout
         params = {k: v for k, v in payload.items() if k not in {"model", "stream"}}
         key = route.teacher_api_key.get_secret_value() if route.teacher_api_key else None
         try:
@@ -245,9 +252,12 @@ class Teacher:
             )
         except Exception as exc:  # litellm raises its own hierarchy, mapped once here
             status = int(getattr(exc, "status_code", 502) or 502)
-            message = self.redactor.text(f"The teacher of route {route.name} failed: {exc}")
+            detail = provider_message(exc)
+            message = self.redactor.text(f"The teacher of route {route.name} failed: {detail}")
             body = error_body(message, "upstream_error", "teacher_error")
-            return Upstream(status, {"content-type": "application/json"}, body=body, error=message)
+            failed = Upstream(status, {"content-type": "application/json"}, body=body,
+                              error=message)  # fmt: skip
+            return _no_more_tries(route, failed)  # litellm has retried (num_retries)
         if not stream:
             body = self.redactor.bytes(_dump(result))
             return Upstream(200, {"content-type": "application/json"}, body=body)

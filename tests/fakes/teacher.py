@@ -133,7 +133,7 @@ class FakeTeacher(LoopbackServer):
         def route(method: str, tail: str, handler: Callable[[Call], Reply], **kw: bool) -> Route:
             return Route(method, re.compile(tail + "$"), handler, **kw)
 
-        responses, one = self.responses, r"/responses/(?P<id>[^/]+)"
+        responses, messages, one = self.responses, self.messages, r"/responses/(?P<id>[^/]+)"
         return [  # first match wins: /chat/completions before /completions
             route("GET", r"/models", self._model_list, spares_failures=True),
             route("GET", r"/models/(?P<id>[^/]+)", self._model),
@@ -143,6 +143,12 @@ class FakeTeacher(LoopbackServer):
             route("POST", r"/responses", lambda c: responses.create(c.payload)),
             route("GET", one, lambda c: responses.retrieve(c.params["id"])),
             route("DELETE", one, lambda c: responses.delete(c.params["id"])),
+            route(
+                "POST",
+                r"/messages/count_tokens",
+                lambda c: messages.count(c.payload),
+                anthropic=True,
+            ),
             route("POST", r"/messages", lambda c: self.messages.create(c.payload), anthropic=True),
         ]
 
