@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from logbook.segments import open_segments
 from proxy.settings import ServerSettings
@@ -115,3 +116,28 @@ def test_retry_after_is_capped_by_the_routes_timeouts(tmp_path: Path, teacher: F
         assert response.status_code == 200
         assert time.monotonic() - started < 5  # not the 30 s the teacher asked for
     assert orjson.loads(response.content)["choices"][0]["message"]["content"] == "echo: hello"
+
+
+def test_a_messages_stream_cut_midway_raises_in_anthropic_python(tmp_path: Path) -> None:
+    import anthropic
+
+    from tests.proxy.test_surfaces import ant, with_teacher
+
+    ask: Any = {"max_tokens": 64, "messages": [{"role": "user", "content": "a long story"}]}
+    for teacher_model in ("anthropic/claude-fake", "openai/fake-teacher-1"):
+        with FakeTeacher(split_seed=None, cut_streams_after=4) as teacher:
+            # (upstream: no route here needs litellm, whose import a stop would wait for)
+            config = with_teacher(tmp_path / teacher_model.split("/")[0], teacher, teacher_model,
+                                  max_retries=0, upstream="passthrough")  # fmt: skip
+            with RunningProxy(config) as proxy:
+                client = ant(proxy.url)
+                with (
+                    pytest.raises(anthropic.APIStatusError, match="stream broke off"),
+                    client.messages.stream(model="triage", **ask) as stream,
+                ):
+                    stream.get_final_message()
+                with pytest.raises(anthropic.APIStatusError, match="stream broke off"):
+                    for _ in ant(proxy.url).messages.create(model="triage", stream=True, **ask):
+                        pass
+            [row, _] = logged(config.data_dir)
+            assert row["outcome"] == "upstream_error" and "broke off" in row["error"], teacher_model

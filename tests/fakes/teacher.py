@@ -95,6 +95,7 @@ class FakeTeacher(LoopbackServer):
     answer: Any = None  # optional callable(request_body) -> str content, on every surface
     mutate: Any = None  # optional callable(answer dict) -> dict: odd answers on purpose
     streams_aborted: int = 0  # streams the other side closed before the end
+    cut_streams_after: int | None = None  # write this many pieces of a stream, then hang up
 
     thread_name = "fake teacher"
 
@@ -219,7 +220,8 @@ class FakeTeacher(LoopbackServer):
                 request_id=headers.get("request-id", ""),
             )
             reply = Reply(reply.status, error)
-        await self._send(w, reply, headers)
+        if not await self._send(w, reply, headers):
+            return False
         return request.keep_alive
 
     async def _reply(self, route: Route | None, call: Call, is_json: bool) -> Reply | ApiError:
@@ -247,16 +249,21 @@ class FakeTeacher(LoopbackServer):
         body = failure.body or orjson.dumps(shape(failure.status, message, request_id=request_id))
         await write_json(w, failure.status, body, headers)
 
-    async def _send(self, w: asyncio.StreamWriter, reply: Reply, headers: dict[str, str]) -> None:
+    async def _send(self, w: asyncio.StreamWriter, reply: Reply, headers: dict[str, str]) -> bool:
+        """Write the reply; False when a stream was cut (the connection is to be closed)."""
         if reply.stream is None:
             await write_json(w, reply.status, orjson.dumps(reply.body), headers)
-            return
+            return True
         pieces = split(reply.stream, None if self.split_seed is None else self._rng)
+        cut = self.cut_streams_after is not None and len(pieces) > self.cut_streams_after
+        if cut:
+            pieces = pieces[: self.cut_streams_after]
         try:
-            await write_stream(w, pieces, headers, self.chunk_delay_s)
+            await write_stream(w, pieces, headers, self.chunk_delay_s, end=not cut)
         except ConnectionError:
             self.streams_aborted += 1
             raise
+        return not cut
 
 
 if __name__ == "__main__":  # `python -m tests.fakes.teacher --port P`: the benchmarks' teacher
