@@ -147,6 +147,8 @@ class Teacher:
                 continue
             except TimeoutError as exc:
                 return self._timed_out(route, exc)
+            except aiohttp.ClientResponseError as exc:  # an answer HTTP cannot read: a 502
+                return self._unreadable(route, exc)
             if response.status in RETRY_STATUSES and not last:
                 retry_after = response.headers.get("retry-after")
                 response.release()
@@ -210,6 +212,15 @@ class Teacher:
         detail = self.redactor.text(f"{type(exc).__name__}: {exc}")
         message = f"The teacher of route {route.name} could not be reached ({detail})."
         body = error_body(message, "upstream_error", "teacher_unreachable")
+        return Upstream(502, {"content-type": "application/json"}, body=body, error=message)
+
+    def _unreadable(self, route: RouteSettings, exc: aiohttp.ClientResponseError) -> Upstream:
+        detail = self.redactor.text(exc.message or type(exc).__name__)
+        message = (
+            f"The teacher of route {route.name} sent an answer that is not valid HTTP "
+            f"({detail}); it was not relayed."
+        )
+        body = error_body(message, "upstream_error", "teacher_bad_response")
         return Upstream(502, {"content-type": "application/json"}, body=body, error=message)
 
     def _too_large(self, route: RouteSettings) -> Upstream:
