@@ -178,7 +178,8 @@ def export(
     config: ConfigOption = Path("apprentice.toml"),
     fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.openai_jsonl,
     dataset: Annotated[
-        int | None, typer.Option("--dataset", help="A curated dataset version (default: raw log).")
+        str | None,
+        typer.Option("--dataset", help="A curated dataset version, v1 or 1 (default: raw log)."),
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
@@ -194,16 +195,17 @@ def export(
     except ConfigError as exc:
         error(exc)
         raise typer.Exit(2) from None
+    version = None if dataset is None else _version(dataset, "--dataset")
     from store.store import StoreError
 
     skipped: list[Skipped] = []
     store = _store(cfg)
     try:
-        if dataset is not None:
+        if version is not None:
             from apprentice.export import dataset_pairs
 
             store.pull_trees(f"datasets/{route}")
-            examples = dataset_pairs(store.root, route, dataset)
+            examples = dataset_pairs(store.root, route, version)
         else:
             examples = logged_pairs(store, route, skipped)
         count = write_jsonl(examples, output)
@@ -255,7 +257,9 @@ def curate(
 def retrain(
     route: Annotated[str, typer.Option("--route", help="Route to train a student for.")],
     config: ConfigOption = Path("apprentice.toml"),
-    dataset: Annotated[int | None, typer.Option(help="Dataset version (default: newest).")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset version, v3 or 3 (default: newest).")
+    ] = None,
     base: Annotated[str | None, typer.Option(help="tiny, or a local HF model folder.")] = None,
     method: Annotated[str | None, typer.Option(help="lora or full.")] = None,
     as_json: JsonOption = False,
@@ -268,13 +272,14 @@ def retrain(
 
     cfg = _config(config)
     route_cfg = _route(cfg, route)
+    version = None if dataset is None else _version(dataset, "--dataset")
     if method not in (None, "lora", "full"):
         err.print("[red]error:[/red] --method must be lora or full.")
         raise typer.Exit(2)
     store = _pulled(cfg)
     try:
         result = run_retrain(
-            store.root, route, route_cfg.retrain, dataset_version=dataset, base=base,
+            store.root, route, route_cfg.retrain, dataset_version=version, base=base,
             method=method, progress=not as_json, relabel=relabeler(route_cfg),
         )  # fmt: skip
         store.push_tree(result.path, exclusive=True)
@@ -462,6 +467,16 @@ def canary_rollback(
 ) -> None:
     """Send all of the route's traffic back to the teacher now."""
     _canary_action(config, route, "rollback", {"reason": reason})
+
+
+def _version(text: str, option: str) -> int:
+    """A version as `curate` and `students` print it (`v3`) or as a number (`3`); exit 2
+    otherwise."""
+    number = text.strip().lower().removeprefix("v")
+    if not number.isdigit() or int(number) < 1:
+        error(f"{option} takes a version such as v3 or 3, not {text!r}.")
+        raise typer.Exit(2)
+    return int(number)
 
 
 def _route(cfg: Config, name: str) -> RouteConfig:
