@@ -51,10 +51,14 @@ def _main() -> None:
 def _config(path: Path, secrets_required: bool = False) -> Config:
     """The config; keys are only required by the commands that use them (serve, canary)."""
     try:
-        return load_config(path, secrets_required=secrets_required)
+        cfg = load_config(path, secrets_required=secrets_required)
     except ConfigError as exc:
         error(exc)
         raise typer.Exit(2) from None
+    if cfg.data_dir.exists() and not cfg.data_dir.is_dir():  # read commands would find nothing
+        error(f"data_dir {cfg.data_dir} is a file, not a directory; point data_dir at one.")
+        raise typer.Exit(2)
+    return cfg
 
 
 def _store(cfg: Config) -> Store:

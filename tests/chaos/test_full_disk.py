@@ -134,6 +134,9 @@ def test_a_read_only_store_is_a_clear_seal_error_and_readiness_says_why(
             ready = httpx.get(f"{proxy.url}/readyz")
             assert ready.status_code == 503 and "sealing into" in ready.json()["reason"]
             assert "Read-only file system" in ready.json()["reason"]
+            job = httpx.post(f"{proxy.url}/admin/jobs/curate", headers=admin,
+                             json={"route": "triage"})  # fmt: skip
+            assert job.status_code == 503 and job.json()["error"]["code"] == "seal_failed"
         finally:
             subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
         sealed = httpx.post(f"{proxy.url}/admin/seal", headers=admin)

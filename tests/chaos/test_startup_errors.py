@@ -15,11 +15,11 @@ from tests.conftest import ADMIN_TOKEN, CLIENT_KEY, TEACHER_KEY
 from tests.fakes.teacher import FakeTeacher
 
 
-def serve(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def serve(config: Path, command: str = "serve", **env: str) -> subprocess.CompletedProcess[str]:
     environ = os.environ | {"TEST_CLIENT_KEY": CLIENT_KEY, "TEST_TEACHER_KEY": TEACHER_KEY,
                             "TEST_ADMIN_TOKEN": ADMIN_TOKEN} | env  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "apprentice.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", "apprentice.cli", command, "--config", str(config)],
         env=environ, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -43,6 +43,8 @@ def test_a_config_that_cannot_be_served_is_one_sentence_and_exit_2(tmp_path: Pat
     a_file.write_text("not a directory")
     config = write_config(tmp_path / "file.toml", a_file, free_port(), url)
     assert_one_sentence(serve(config), "is a file, not a directory")
+    stats = serve(config, command="stats")  # read commands too: not an empty table
+    assert_one_sentence(stats, "is a file, not a directory")
 
     pg = "postgresql://apprentice:long-password-1@127.0.0.1:9/control"
     config = write_config(tmp_path / "pg.toml", tmp_path / "d1", free_port(), url,
