@@ -353,8 +353,12 @@ def _dump(model: Any) -> bytes:
 
 
 async def _sse(stream: Any) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        yield b"data: " + _dump(chunk) + b"\n\n"
+    try:
+        async for chunk in stream:
+            yield b"data: " + _dump(chunk) + b"\n\n"
+    except Exception as exc:  # litellm's own hierarchy mid-stream: a stream that broke off,
+        # ended by the relay with an error event in the surface's shape (not a dropped socket)
+        raise aiohttp.ClientPayloadError(provider_message(exc)) from exc
     yield b"data: [DONE]\n\n"
 
 

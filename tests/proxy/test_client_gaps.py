@@ -94,6 +94,11 @@ def test_a_litellm_teacher_fails_without_litellm_internals(
             for internal in ("litellm", "LiteLLM", "Handle with", "Exception -", "request_id"):
                 assert internal not in message, message
             assert failed.value.response.headers["x-should-retry"] == "false"
+        teacher.failures.clear()
+        teacher.cut_streams_after = 4  # litellm's error mid-stream: an error event, not a reset
+        with pytest.raises(openai.APIError, match="stream broke off"):
+            for _ in sdk.chat.completions.create(model="triage", messages=HELLO, stream=True):  # type: ignore[arg-type]
+                pass
     assert "docs.litellm.ai" not in capsys.readouterr().out  # no litellm banner in the log
 
 
