@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from apprentice.config import Config, ConfigError, RouteConfig, load_config, offline_defaults
 
@@ -37,6 +38,11 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
+def error(message: object) -> None:
+    """One sentence on stderr, printed as written (a `[[routes]]` in it is not markup)."""
+    err.print(f"[red]error:[/red] {escape(str(message))}")
+
+
 @app.callback()
 def _main() -> None:
     offline_defaults()  # before any command imports litellm or transformers
@@ -45,10 +51,14 @@ def _main() -> None:
 def _config(path: Path, secrets_required: bool = False) -> Config:
     """The config; keys are only required by the commands that use them (serve, canary)."""
     try:
-        return load_config(path, secrets_required=secrets_required)
+        cfg = load_config(path, secrets_required=secrets_required)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
+    if cfg.data_dir.exists() and not cfg.data_dir.is_dir():  # read commands would find nothing
+        error(f"data_dir {cfg.data_dir} is a file, not a directory; point data_dir at one.")
+        raise typer.Exit(2)
+    return cfg
 
 
 def _store(cfg: Config) -> Store:
@@ -67,7 +77,7 @@ def _pulled(cfg: Config) -> Store:
     try:
         return pulled_store(cfg)
     except StoreError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
 
 
@@ -77,7 +87,7 @@ def _warn_skipped(skipped: list[dict[str, str]]) -> None:
         from logbook.segments import Skipped, describe_skipped
 
         files = [Skipped(Path(s["path"]), s["reason"]) for s in skipped]
-        err.print(f"[yellow]warning:[/yellow] {describe_skipped(files)}")
+        err.print(f"[yellow]warning:[/yellow] {escape(describe_skipped(files))}")
 
 
 def _print_json(data: Any) -> None:
@@ -101,17 +111,17 @@ def serve(
     """Run the proxy (and its capture, sealing and schedules) until SIGTERM/SIGINT."""
     from apprentice.server import serve as run_server
     from apprentice.workers import Slot, Supervisor, metrics_dir, worker_command, worker_config
-    from logbook.writer import LogbookLocked
 
     cfg = _config(config, secrets_required=True)
     if not cfg.routes:
-        err.print("[red]error:[/red] the config has no [[routes]]; add one to proxy a teacher.")
+        error("the config has no [[routes]] table; add one to proxy a teacher.")
         raise typer.Exit(2)
     if workers > 1 and worker is None:
         import logging
 
         logging.basicConfig(level=log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+        _preflight(cfg, worker_config(cfg, Slot(0, workers)))
         supervisor = Supervisor(worker_command(config, log_level), cfg.data_dir, workers)
         raise typer.Exit(supervisor.run())
     slot = None
@@ -119,19 +129,29 @@ def serve(
         try:
             slot = Slot.parse(worker)
         except ValueError as exc:
-            err.print(f"[red]error:[/red] --worker: {exc}")
+            error(f"--worker: {exc}")
             raise typer.Exit(2) from None
         home = cfg.data_dir
         cfg = worker_config(cfg, slot)
+    _preflight(cfg, cfg)
+    if slot is None:
+        run_server(cfg, log_level=log_level)
+    else:
+        run_server(cfg, log_level=log_level, slot=str(slot),
+                   metrics_dir=str(metrics_dir(home)))  # fmt: skip
+
+
+def _preflight(cfg: Config, served: Config) -> None:
+    """Exit 2 with one sentence when the server could not start (data_dir, logbook, control
+    plane); `served`: the config whose control plane the server uses."""
+    from apprentice.preflight import StartupError, preflight
+    from apprentice.server import control_url
+
     try:
-        if slot is None:
-            run_server(cfg, log_level=log_level)
-        else:
-            run_server(cfg, log_level=log_level, slot=str(slot),
-                       metrics_dir=str(metrics_dir(home)))  # fmt: skip
-    except LogbookLocked as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        preflight(cfg, control_url(served))
+    except (StartupError, ValueError) as exc:
+        error(exc)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -143,7 +163,7 @@ def stats(config: ConfigOption = Path("apprentice.toml"), as_json: JsonOption = 
     try:
         result = log_stats(_store(_config(config)))
     except StoreError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     _warn_skipped(result["skipped_segments"])
     if as_json:
@@ -162,7 +182,8 @@ def export(
     config: ConfigOption = Path("apprentice.toml"),
     fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.openai_jsonl,
     dataset: Annotated[
-        int | None, typer.Option("--dataset", help="A curated dataset version (default: raw log).")
+        str | None,
+        typer.Option("--dataset", help="A curated dataset version, v1 or 1 (default: raw log)."),
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
@@ -176,23 +197,24 @@ def export(
     try:
         cfg.route(route)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
+    version = None if dataset is None else _version(dataset, "--dataset")
     from store.store import StoreError
 
     skipped: list[Skipped] = []
     store = _store(cfg)
     try:
-        if dataset is not None:
+        if version is not None:
             from apprentice.export import dataset_pairs
 
             store.pull_trees(f"datasets/{route}")
-            examples = dataset_pairs(store.root, route, dataset)
+            examples = dataset_pairs(store.root, route, version)
         else:
             examples = logged_pairs(store, route, skipped)
         count = write_jsonl(examples, output)
     except (FileNotFoundError, StoreError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     _warn_skipped([s.as_dict() for s in skipped])
     err.print(f"exported {count} examples" + (f" to {output}" if output else ""))
@@ -224,7 +246,7 @@ def curate(
         if result.status == "written" and result.path is not None:
             store.push_tree(result.path, exclusive=True)
     except (NoRowsError, StoreError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     _warn_skipped(result.skipped_segments)
     if as_json:
@@ -239,7 +261,9 @@ def curate(
 def retrain(
     route: Annotated[str, typer.Option("--route", help="Route to train a student for.")],
     config: ConfigOption = Path("apprentice.toml"),
-    dataset: Annotated[int | None, typer.Option(help="Dataset version (default: newest).")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset version, v3 or 3 (default: newest).")
+    ] = None,
     base: Annotated[str | None, typer.Option(help="tiny, or a local HF model folder.")] = None,
     method: Annotated[str | None, typer.Option(help="lora or full.")] = None,
     as_json: JsonOption = False,
@@ -252,18 +276,19 @@ def retrain(
 
     cfg = _config(config)
     route_cfg = _route(cfg, route)
+    version = None if dataset is None else _version(dataset, "--dataset")
     if method not in (None, "lora", "full"):
         err.print("[red]error:[/red] --method must be lora or full.")
         raise typer.Exit(2)
     store = _pulled(cfg)
     try:
         result = run_retrain(
-            store.root, route, route_cfg.retrain, dataset_version=dataset, base=base,
+            store.root, route, route_cfg.retrain, dataset_version=version, base=base,
             method=method, progress=not as_json, relabel=relabeler(route_cfg),
         )  # fmt: skip
         store.push_tree(result.path, exclusive=True)
     except (RetrainBusy, FileNotFoundError, ValueError, StoreError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     summary = {
         "route": result.route, "version": f"v{result.version}", "status": result.status,
@@ -332,7 +357,7 @@ def students_show(
     try:
         shown = show_student(_pulled(cfg).root, route, int(version.removeprefix("v")))
     except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     if as_json:
         _print_json(shown)
@@ -363,14 +388,14 @@ def _admin(cfg: Config, method: str, path: str, body: dict[str, Any] | None = No
     try:
         response = httpx.request(method, url, json=body, headers=headers, timeout=60)
     except httpx.TransportError:
-        err.print(f"[red]error:[/red] no apprentice server answers at {url}; is `serve` running?")
+        error(f"no apprentice server answers at {url}; is `serve` running?")
         raise typer.Exit(1) from None
     if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = response.text
-        err.print(f"[red]error:[/red] {message}")
+        error(message)
         raise typer.Exit(1)
     return response.json()
 
@@ -462,11 +487,21 @@ def canary_rollback(
     _canary_action(config, route, "rollback", {"reason": reason})
 
 
+def _version(text: str, option: str) -> int:
+    """A version as `curate` and `students` print it (`v3`) or as a number (`3`); exit 2
+    otherwise."""
+    number = text.strip().lower().removeprefix("v")
+    if not number.isdigit() or int(number) < 1:
+        error(f"{option} takes a version such as v3 or 3, not {text!r}.")
+        raise typer.Exit(2)
+    return int(number)
+
+
 def _route(cfg: Config, name: str) -> RouteConfig:
     try:
         return cfg.route(name)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
 
 

@@ -145,9 +145,16 @@ def load_config(
     env = os.environ if environ is None else environ
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"Config file {path} does not exist; pass --config FILE.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"Config file {path} is a directory; pass --config FILE.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start}); save it as UTF-8."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from None
     if not secrets_required:
@@ -216,16 +223,22 @@ def _resolve_secrets(value: Any, env: Mapping[str, str], path: str) -> Any:
         return [_resolve_secrets(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, str) and value.startswith("env:"):
         name = value[4:]
-        if name not in env or env[name] == "":
+        if name not in env:
             raise ConfigError(
                 f"Config key {path} reads the environment variable {name}, which is not set."
+            )
+        if not env[name].strip():
+            raise ConfigError(
+                f"Config key {path} reads the environment variable {name}, which is empty."
             )
         return env[name]
     return value
 
 
 def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """APPRENTICE_SECTION__FIELD overrides; names that are not config fields are ignored."""
+    """APPRENTICE_SECTION__FIELD overrides. Any other APPRENTICE_ variable is a ConfigError
+    naming it (a typo would otherwise be ignored in silence), unless the config reads it as
+    a secret (`env:APPRENTICE_API_KEY`)."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     sections: dict[str, type[BaseModel]] = {
         "server": ServerSettings,
@@ -244,7 +257,25 @@ def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[st
             section = out.setdefault(parts[0], {})
             if isinstance(section, dict):
                 section[parts[1]] = _env_value(value)
+        elif name not in _secret_names(raw):
+            raise ConfigError(
+                f"The environment variable {name} is not a config override (they are "
+                f"{ENV_PREFIX}<SECTION>__<FIELD>, e.g. {ENV_PREFIX}SERVER__PORT, for the "
+                "sections server, logbook, store, cluster and students) and no config key "
+                f"reads it as env:{name}; unset or rename it."
+            )
     return out
+
+
+def _secret_names(value: Any) -> set[str]:
+    """The environment variables the config reads as `env:NAME`."""
+    if isinstance(value, dict):
+        return set().union(*map(_secret_names, value.values()))
+    if isinstance(value, list):
+        return set().union(*map(_secret_names, value))
+    if isinstance(value, str) and value.startswith("env:"):
+        return {value[4:]}
+    return set()
 
 
 def _fields(section: type[BaseModel] | None) -> set[str]:

@@ -8,7 +8,9 @@ from typing import Any
 
 import orjson
 
+from curation.pairs import MalformedRow, parse_pair
 from logbook.segments import Skipped, open_segments
+from logbook.surfaces import PAIR_ENDPOINTS
 from store.store import Store
 
 
@@ -17,28 +19,34 @@ def logged_pairs(
 ) -> Iterator[dict[str, Any]]:
     """Successful, complete teacher answers of a route as fine-tuning examples, oldest first,
     from every replica's segments; unreadable segment files are left out and listed in
-    `skipped`."""
+    `skipped`. Every pair surface is exported (chat, the Responses API, Anthropic Messages,
+    legacy completions), each read in chat form as curation reads it."""
     con = open_segments(store, route, skipped)
+    endpoints = ", ".join(f"'{e}'" for e in sorted(PAIR_ENDPOINTS))
     result = con.execute(
-        "SELECT request, response FROM requests WHERE route = ? AND outcome = 'ok' "
-        "AND status = 200 AND NOT truncated AND served_by = 'teacher' ORDER BY seq",
+        "SELECT endpoint, request, response FROM requests WHERE route = ? AND outcome = 'ok' "
+        "AND status = 200 AND NOT truncated AND served_by = 'teacher' "
+        f"AND (endpoint IS NULL OR endpoint IN ({endpoints})) ORDER BY seq",
         [route],
     )
     while batch := result.fetchmany(1000):
-        for request_text, response_text in batch:
-            example = finetune_example(request_text, response_text)
+        for endpoint, request_text, response_text in batch:
+            example = finetune_example(request_text, response_text, endpoint)
             if example is not None:
                 yield example
 
 
-def finetune_example(request_text: str, response_text: str | None) -> dict[str, Any] | None:
+def finetune_example(
+    request_text: str, response_text: str | None, endpoint: str | None = None
+) -> dict[str, Any] | None:
     """One `{"messages": [...], "tools": [...]}` line, or None when the row has no answer."""
     if not response_text:
         return None
     try:
-        request, response = orjson.loads(request_text), orjson.loads(response_text)
-        message = response["choices"][0]["message"]
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        messages, tools, _, message = parse_pair(endpoint, request_text, response_text)
+    except MalformedRow:
+        return None
+    if message is None:
         return None
     answer: dict[str, Any] = {"role": "assistant"}
     if message.get("content") is not None:
@@ -47,9 +55,9 @@ def finetune_example(request_text: str, response_text: str | None) -> dict[str, 
         answer["tool_calls"] = message["tool_calls"]
     if len(answer) == 1:
         return None
-    example: dict[str, Any] = {"messages": [*request["messages"], answer]}
-    if request.get("tools"):
-        example["tools"] = request["tools"]
+    example: dict[str, Any] = {"messages": [*messages, answer]}
+    if tools:
+        example["tools"] = tools
     return example
 
 

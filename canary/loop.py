@@ -382,13 +382,21 @@ class CanaryLoop:
         return ctl.snapshot() | {"weights": ctl.weights(), "revision": self._versions[route]}
 
     def cluster(self) -> dict[str, Any]:
-        """This replica, whether it leads, and the live replicas (from their heartbeats)."""
-        replicas = self.control.replicas(max_age_s=max(3 * self.lease_ttl_s, 10.0))
+        """This replica, whether it leads, and the live replicas (from their heartbeats).
+
+        A replica is live while its last heartbeat is younger than the lease: one that has
+        said nothing for that long could not hold the lease either. Who leads is read from
+        the lease itself, not from heartbeats (written before each replica asks for the lease,
+        a heartbeat can say "leader" after the lease has moved on), so one leader at most."""
+        replicas = self.control.replicas(max_age_s=self.lease_ttl_s)
         lease = self.control.lease(LEASE)
+        leader = None if lease is None else lease.holder
+        for replica in replicas:
+            replica["info"] = dict(replica["info"]) | {"leader": replica["replica"] == leader}
         return {
             "replica": self.control.replica,
-            "leading": self.leading,
-            "leader": None if lease is None else lease.holder,
+            "leading": self.leading and leader == self.control.replica,
+            "leader": leader,
             "control_plane": self.control.url,
             "replicas": replicas,
         }

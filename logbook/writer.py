@@ -38,7 +38,7 @@ from logbook.settings import LogbookSettings
 from logbook.transaction import transaction
 from logbook.uploads import Uploads
 from monitoring.metrics import Metrics
-from store.store import Store
+from store.store import Store, StoreError
 
 log = logging.getLogger("apprentice.logbook")
 T = TypeVar("T")
@@ -56,6 +56,11 @@ Owner = tuple[str, str | None]  # (route, key id) of a logged request
 
 class LogbookLocked(Exception):
     """Another process holds the logbook file."""
+
+
+class SealFailed(Exception):
+    """Committed rows could not be sealed (a read-only or missing store); they stay in the
+    logbook and the next seal tries again. The message is one sentence."""
 
 
 class PartialWrite(Exception):
@@ -86,6 +91,7 @@ class Logbook:
         self.journal = Journal(data_dir / "journal", fsync=settings.fsync)
         self.identity = ""
         self.degraded: str | None = None  # why capture cannot keep up, or None
+        self.seal_failing: str | None = None  # why the last seal failed, or None
         self._queue: collections.deque[Row] = collections.deque()
         self._pending: dict[str, Owner] = {}  # request ids queued but not yet committed
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="logbook")
@@ -368,7 +374,16 @@ class Logbook:
         (`uploads`: a failed push is retried at the next seal, never raised)."""
         async with self._write_lock:
             committed = list(self.journal.committed)
-            sealed = await self.run(self._seal_sync)
+            try:
+                sealed = await self.run(self._seal_sync)
+            except (OSError, StoreError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                self.seal_failing = (
+                    f"sealing into {self.store.describe()} fails ({reason}); committed rows "
+                    "stay in the logbook until a seal succeeds"
+                )
+                raise SealFailed(self.seal_failing) from exc
+            self.seal_failing = None
             self.journal.sealed(committed)
             self.uploads.add([s.path for s in sealed])
         await self.uploads.push()

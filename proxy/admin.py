@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
+from logbook.writer import SealFailed
 from proxy.errors import ApiError
 from proxy.settings import RouteSettings
 from proxy.state import proxy_state
@@ -44,7 +45,10 @@ async def seal(request: Request) -> dict[str, Any]:
     """Write queued rows and seal them into segments now (instead of waiting for the timer)."""
     logbook = proxy_state(request).logbook
     await logbook.flush()
-    sealed = await logbook.seal()
+    try:
+        sealed = await logbook.seal()
+    except SealFailed as exc:
+        raise ApiError(503, f"{exc}.", "server_error", code="seal_failed") from None
     return {
         "segments": [
             {"table": s.table, "route": s.route, "rows": s.rows, "path": str(s.path)}

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, Request
 
+from logbook.writer import SealFailed
 from proxy.admin import json_body, require_admin, route_named
 from proxy.errors import ApiError
 
@@ -43,6 +44,8 @@ async def curate_job(request: Request) -> dict[str, Any]:
         return await _jobs(request).curate(route.name)
     except JobRefused as exc:
         raise ApiError(409, str(exc), code=exc.code) from None
+    except SealFailed as exc:  # both seal first: the job must read every answered row
+        raise ApiError(503, f"{exc}.", "server_error", code="seal_failed") from None
 
 
 @router.post("/retrain")
@@ -53,6 +56,8 @@ async def retrain_job(request: Request) -> dict[str, Any]:
         return await _jobs(request).retrain(route.name)
     except JobRefused as exc:
         raise ApiError(409, str(exc), code=exc.code) from None
+    except SealFailed as exc:  # both seal first: the job must read every answered row
+        raise ApiError(503, f"{exc}.", "server_error", code="seal_failed") from None
 
 
 @router.get("")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ from proxy import admin, admin_canary, admin_jobs, console, feedback, health
 from proxy.accounting import Pricer
 from proxy.auth import Auth
 from proxy.chat import chat_completions
+from proxy.count_tokens import count_tokens
 from proxy.errors import (
     ApiError,
     error_response,
@@ -34,6 +36,7 @@ from proxy.errors import (
     handle_validation_error,
 )
 from proxy.messages import messages
+from proxy.misdirected import PASSTHROUGH_METHODS, doubled_v1, method_not_allowed
 from proxy.passthrough import passthrough
 from proxy.redaction import MIN_LENGTH, Redactor
 from proxy.responses import responses
@@ -178,7 +181,11 @@ SURFACES: dict[str, Callable[[Request], Awaitable[Response]]] = {
     "/v1/chat/completions": chat_completions,
     "/v1/responses": responses,
     "/v1/messages": messages,
+    "/v1/messages/count_tokens": count_tokens,
 }
+# Other methods a surface's path takes (passed through): OpenAI's stored chat completions.
+SURFACE_METHODS = {"/v1/chat/completions": frozenset({"GET", "POST"})}
+POST_ONLY = frozenset({"POST"})
 LOCAL = frozenset({"/v1/models", "/v1/feedback"})  # /v1 paths the proxy answers itself
 AZURE = "/openai/deployments/"
 
@@ -219,17 +226,37 @@ class FastPath:
 
     def _handler(self, scope: Scope) -> Callable[[Request], Awaitable[Response]] | None:
         path: str = scope["path"]
-        if path.startswith(AZURE):
-            deployment, _, rest = path.removeprefix(AZURE).partition("/")
-            if not deployment or not rest:
-                return None
-            path = scope["path"] = f"/v1/{rest}"
-            scope.setdefault("state", {})["deployment"] = deployment
-        if path in SURFACES and scope["method"] == "POST":
-            return SURFACES[path]
+        if path.startswith("/openai/"):
+            path = _azure(scope, path)
+        method = scope["method"]
+        if path in SURFACES:
+            if method == "POST":
+                return SURFACES[path]
+            allowed = SURFACE_METHODS.get(path, POST_ONLY)
+            if method not in allowed:
+                return functools.partial(method_not_allowed, allowed=allowed)
         if path.startswith("/v1/") and path not in LOCAL:
+            if path.startswith("/v1/v1/"):
+                return doubled_v1
+            if method not in PASSTHROUGH_METHODS:
+                return functools.partial(method_not_allowed, allowed=PASSTHROUGH_METHODS)
             return passthrough
         return None
+
+
+def _azure(scope: Scope, path: str) -> str:
+    """Azure OpenAI's paths as /v1 paths: `/openai/deployments/{deployment}/...` (the
+    deployment naming the route), and `/openai/...` or `/openai/v1/...` (the Responses API
+    and Azure's v1 API, the body naming the model). `api-version` is not needed here."""
+    if path.startswith(AZURE):
+        deployment, _, rest = path.removeprefix(AZURE).partition("/")
+        if not deployment or not rest:
+            return path
+        scope.setdefault("state", {})["deployment"] = deployment
+    else:
+        rest = path.removeprefix("/openai/").removeprefix("v1/")
+    path = scope["path"] = f"/v1/{rest}"
+    return path
 
 
 def _with_ids(send: Send, request_id: str) -> Send:

@@ -4,6 +4,7 @@ Messages surface."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -64,9 +65,17 @@ def error_body(
     )
 
 
+# An answer the proxy gives itself that a retry cannot change: the official SDKs retry 408,
+# 409, 429 and 5xx unless told otherwise. (A 408 is a slow client body: a retry may succeed.)
+RETRIED = frozenset({408, 409, 429})
+
+
 def error_response(error: ApiError) -> Response:
+    headers = error.headers
+    if (400 <= error.status < 500 and error.status not in RETRIED) or error.status == 501:
+        headers = {"x-should-retry": "false"} | headers
     return Response(
-        error.body(), status_code=error.status, media_type="application/json", headers=error.headers
+        error.body(), status_code=error.status, media_type="application/json", headers=headers
     )
 
 
@@ -77,8 +86,12 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 (unknown paths and methods), in OpenAI's shape."""
+    from proxy.misdirected import missing_v1  # it builds ApiErrors: imported here, not above
+
     status = getattr(exc, "status_code", 500)
     path = request.url.path
+    if status == 404 and (misdirected := missing_v1(request)) is not None:
+        return error_response(misdirected)
     if status == 404:
         # Not a 404: clients read a 404 as "model not found" and send users the wrong way.
         message = (
@@ -89,8 +102,10 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         )
         return error_response(ApiError(501, message, code="unsupported_endpoint"))
     if status == 405:
-        message = f"{request.method} is not allowed on {path}."
-        return error_response(ApiError(405, message, code="method_not_allowed"))
+        allow = (getattr(exc, "headers", None) or {}).get("Allow", "")
+        message = f"{request.method} is not allowed on {path}; it takes {allow}."
+        headers = {"allow": allow} if allow else None
+        return error_response(ApiError(405, message, code="method_not_allowed", headers=headers))
     return error_response(ApiError(status, str(getattr(exc, "detail", "error"))))
 
 
@@ -105,3 +120,27 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
     else:
         message, param = "The request body is invalid.", None
     return error_response(ApiError(422, message, code="invalid_field", param=param))
+
+
+# litellm's exception text: `litellm.<Kind>: <Provider>Exception - <provider body>`, then its
+# advice (`Handle with litellm.X`, `LiteLLM Retried: n times`, model groups): not a client's.
+_LITELLM_HEAD = re.compile(r"^\s*litellm\.\w+:\s*(?:\w*Exception\s*-\s*)?")
+_LITELLM_TAIL = re.compile(
+    r"\.?\s*(?:Handle with `litellm|LiteLLM Retried|Received Model Group|Available Model Group"
+    r"|model=\S+\. context_window_fallback).*$",
+    re.S,
+)
+
+
+def provider_message(exc: Exception) -> str:
+    """What a provider said, out of a litellm exception: its error's message when the body
+    is JSON, the text otherwise, without litellm's class names and advice."""
+    text = str(getattr(exc, "message", None) or exc)
+    text = _LITELLM_TAIL.sub("", _LITELLM_HEAD.sub("", text)).strip()
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text or type(exc).__name__
+    error = parsed.get("error", parsed) if isinstance(parsed, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message) if message else text

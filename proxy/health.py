@@ -22,12 +22,14 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
     """Ready once the logbook is open (journals replayed, interrupted seals finished), and
-    while capture keeps up (not while rows wait on disk for a full queue or a failing disk)."""
+    while capture keeps up (not while rows wait on disk for a full queue or a failing disk)
+    and sealing works (not while the store refuses segments: rows pile up in the logbook)."""
     logbook = proxy_state(request).logbook
     if not logbook.is_open:
         return JSONResponse({"status": "starting"}, status_code=503)
-    if logbook.degraded is not None:
-        return JSONResponse({"status": "degraded", "reason": logbook.degraded}, status_code=503)
+    reason = logbook.degraded or logbook.seal_failing
+    if reason is not None:
+        return JSONResponse({"status": "degraded", "reason": reason}, status_code=503)
     return JSONResponse({"status": "ready"})
 
 

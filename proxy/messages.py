@@ -43,14 +43,14 @@ async def messages(request: Request) -> Response:
     """Answer one Anthropic Messages call and log it as a pair; errors in Anthropic's shape."""
     try:
         begun = await begin(request, MESSAGES, parse_messages_request, messages_request_to_chat,
-                            key=_anthropic_key)  # fmt: skip
+                            key=anthropic_key)  # fmt: skip
         return await guarded(begun, lambda: _answer(begun, request))
     except ApiError as exc:
         exc.anthropic = True
         raise
 
 
-def _anthropic_key(state: ProxyState, request: Request) -> str | None:
+def anthropic_key(state: ProxyState, request: Request) -> str | None:
     """anthropic-python sends its key as `x-api-key`; other clients send a Bearer token."""
     api_key = request.headers.get("x-api-key")
     return state.auth.key(api_key) if api_key is not None else state.auth.client(request)
@@ -94,11 +94,11 @@ async def _answer(begun: Begun, request: Request) -> Response:
         whole(writer, orjson.loads(upstream.body), exchange.chat)
         upstream.body = orjson.dumps(writer.message())
     else:
-        upstream.body = _as_anthropic_error(upstream)
+        upstream.body = anthropic_error(upstream)
     return relayed(begun, upstream, MESSAGES_DONE)
 
 
-def _as_anthropic_error(upstream: Upstream) -> bytes:
+def anthropic_error(upstream: Upstream) -> bytes:
     """A chat teacher's error in Anthropic's shape (its message kept)."""
     try:
         message = str(orjson.loads(upstream.body or b"{}")["error"]["message"])

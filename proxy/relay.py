@@ -19,8 +19,9 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from proxy.errors import error_body
+from proxy.errors import anthropic_error_body, error_body
 from proxy.exchange import Exchange
+from proxy.streams import MESSAGES_DONE
 from proxy.teacher import Upstream, UpstreamTooLarge
 
 DONE = b"data: [DONE]"
@@ -102,9 +103,16 @@ class RelayResponse(Response):
             )
             self.exchange.outcome = "upstream_error"
             self.exchange.error = message
-            event = b"data: " + error_body(message, "upstream_error", "teacher_stream_error")
-            await send({"type": "http.response.body", "body": event + b"\n\n", "more_body": True})
+            await send({"type": "http.response.body", "body": self._error_event(message),
+                        "more_body": True})  # fmt: skip
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _error_event(self, message: str) -> bytes:
+        """The stream's error event in the client's shape: Anthropic's `event: error` (the
+        only event anthropic-python raises on mid-stream), or OpenAI's `data: {"error"}`."""
+        if self._done == MESSAGES_DONE:
+            return b"event: error\ndata: " + anthropic_error_body(502, message) + b"\n\n"
+        return b"data: " + error_body(message, "upstream_error", "teacher_stream_error") + b"\n\n"
 
 
 async def _client_gone(receive: Receive) -> None:

@@ -167,6 +167,16 @@ class RouteSettings(_Strict):
         None, ge=0, description="Override the price table: USD per million completion tokens."
     )
 
+    @field_validator("teacher_api_key", "student_api_key")
+    @classmethod
+    def _key_is_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not key.get_secret_value().strip():
+            raise ValueError(
+                "an empty key is no key: remove it for a provider that needs none, or set a "
+                "real one"
+            )
+        return key
+
     @field_validator("name")
     @classmethod
     def _name_is_a_folder_name(cls, value: str) -> str:

@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 
 from monitoring.metrics import Metrics
-from proxy.errors import error_body
+from proxy.errors import error_body, provider_message
 from proxy.redaction import Redactor
 from proxy.settings import RouteSettings
 
@@ -91,15 +91,21 @@ class Teacher:
                                stream)  # fmt: skip
 
     async def anthropic(
-        self, route: RouteSettings, payload: dict[str, Any], stream: bool, version: str | None
+        self,
+        route: RouteSettings,
+        payload: dict[str, Any],
+        stream: bool,
+        version: str | None,
+        path: str = "messages",
     ) -> Upstream:
-        """POST an Anthropic Messages request to `{teacher_api_base}/v1/messages`, as is."""
+        """POST an Anthropic request to `{teacher_api_base}/v1/{path}` (Messages, or its
+        token count), as is."""
         headers = {"content-type": "application/json", "accept-encoding": "identity",
                    "anthropic-version": version or ANTHROPIC_VERSION}  # fmt: skip
         if route.teacher_api_key is not None:
             headers["x-api-key"] = route.teacher_api_key.get_secret_value()
         base = (route.teacher_api_base or ANTHROPIC_API_BASE).rstrip("/")
-        url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        url = base + (f"/{path}" if base.endswith("/v1") else f"/v1/{path}")
         body = orjson.dumps(payload | {"model": route.upstream_model})
         return await self.send(route, url, body, headers, stream)
 
@@ -141,6 +147,8 @@ class Teacher:
                 continue
             except TimeoutError as exc:
                 return self._timed_out(route, exc)
+            except aiohttp.ClientResponseError as exc:  # an answer HTTP cannot read: a 502
+                return self._unreadable(route, exc)
             if response.status in RETRY_STATUSES and not last:
                 retry_after = response.headers.get("retry-after")
                 response.release()
@@ -206,6 +214,15 @@ class Teacher:
         body = error_body(message, "upstream_error", "teacher_unreachable")
         return Upstream(502, {"content-type": "application/json"}, body=body, error=message)
 
+    def _unreadable(self, route: RouteSettings, exc: aiohttp.ClientResponseError) -> Upstream:
+        detail = self.redactor.text(exc.message or type(exc).__name__)
+        message = (
+            f"The teacher of route {route.name} sent an answer that is not valid HTTP "
+            f"({detail}); it was not relayed."
+        )
+        body = error_body(message, "upstream_error", "teacher_bad_response")
+        return Upstream(502, {"content-type": "application/json"}, body=body, error=message)
+
     def _too_large(self, route: RouteSettings) -> Upstream:
         message = (
             f"The teacher of route {route.name} answered more than {route.max_response_bytes} "
@@ -231,6 +248,7 @@ class Teacher:
     ) -> Upstream:
         import litellm
 
+        litellm.suppress_debug_info = True  # else each failure prints a banner to stdout
         params = {k: v for k, v in payload.items() if k not in {"model", "stream"}}
         key = route.teacher_api_key.get_secret_value() if route.teacher_api_key else None
         try:
@@ -245,9 +263,12 @@ class Teacher:
             )
         except Exception as exc:  # litellm raises its own hierarchy, mapped once here
             status = int(getattr(exc, "status_code", 502) or 502)
-            message = self.redactor.text(f"The teacher of route {route.name} failed: {exc}")
+            detail = provider_message(exc)
+            message = self.redactor.text(f"The teacher of route {route.name} failed: {detail}")
             body = error_body(message, "upstream_error", "teacher_error")
-            return Upstream(status, {"content-type": "application/json"}, body=body, error=message)
+            failed = Upstream(status, {"content-type": "application/json"}, body=body,
+                              error=message)  # fmt: skip
+            return _no_more_tries(route, failed)  # litellm has retried (num_retries)
         if not stream:
             body = self.redactor.bytes(_dump(result))
             return Upstream(200, {"content-type": "application/json"}, body=body)
@@ -332,8 +353,12 @@ def _dump(model: Any) -> bytes:
 
 
 async def _sse(stream: Any) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        yield b"data: " + _dump(chunk) + b"\n\n"
+    try:
+        async for chunk in stream:
+            yield b"data: " + _dump(chunk) + b"\n\n"
+    except Exception as exc:  # litellm's own hierarchy mid-stream: a stream that broke off,
+        # ended by the relay with an error event in the surface's shape (not a dropped socket)
+        raise aiohttp.ClientPayloadError(provider_message(exc)) from exc
     yield b"data: [DONE]\n\n"
 
 

@@ -91,6 +91,51 @@ def test_export_a_curated_dataset_version(tmp_path: Path) -> None:
         app, ["export", "--route", "triage", "--dataset", "7", "--config", str(toml)]
     )
     assert missing.exit_code == 1 and "has no dataset v7" in missing.output
+    as_printed = tmp_path / "as-printed.jsonl"  # `curate` prints the version as v1
+    result = CliRunner().invoke(app, ["export", "--route", "triage", "--dataset", "v1",
+                                      "--config", str(toml), "-o", str(as_printed)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert as_printed.read_text() == out.read_text()
+    bad = CliRunner().invoke(
+        app, ["export", "--route", "triage", "--dataset", "latest", "--config", str(toml)]
+    )
+    assert bad.exit_code == 2 and "takes a version such as v3 or 3" in bad.output
+
+
+def test_export_reads_every_surface_in_chat_form_as_curation_does(
+    tmp_path: Path, teacher: FakeTeacher
+) -> None:
+    import anthropic
+
+    data_dir = tmp_path / "data"
+    with RunningProxy(proxy_config(data_dir, teacher)) as proxy:
+        c = client(proxy)
+        c.chat.completions.create(model="triage", messages=[{"role": "user", "content": "chat"}])
+        c.responses.create(model="triage", input="responses", instructions="Be brief.")
+        with c.responses.stream(model="triage", input="streamed responses") as stream:
+            stream.get_final_response()
+        ant = anthropic.Anthropic(base_url=proxy.url, api_key=CLIENT_KEY, max_retries=0)
+        ant.messages.create(model="triage", max_tokens=32, system="Be brief.",
+                            messages=[{"role": "user", "content": "messages"}])  # fmt: skip
+        c.completions.create(model="triage", prompt="legacy")
+        c.embeddings.create(model="triage", input="not a pair")
+    toml = write_toml(tmp_path / "a.toml", data_dir)
+    out = tmp_path / "all.jsonl"
+    exported = CliRunner().invoke(
+        app, ["export", "--route", "triage", "--config", str(toml), "-o", str(out)]
+    )
+    assert exported.exit_code == 0, exported.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["messages"] for line in lines] == [
+        [{"role": "user", "content": "chat"}, {"role": "assistant", "content": "echo: chat"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "responses"},
+         {"role": "assistant", "content": "echo: responses"}],
+        [{"role": "user", "content": "streamed responses"},
+         {"role": "assistant", "content": "echo: streamed responses"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "messages"},
+         {"role": "assistant", "content": "echo: messages"}],
+        [{"role": "user", "content": "legacy"}, {"role": "assistant", "content": "echo: legacy"}],
+    ]  # fmt: skip
 
 
 def answered(request_id: str) -> RequestRow:

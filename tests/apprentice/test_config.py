@@ -37,9 +37,9 @@ def test_missing_secret_names_key_and_variable_but_no_value() -> None:
 
 
 def test_env_overrides_and_bad_values() -> None:
-    env = {"OPENAI_KEY": "sk", "APPRENTICE_SERVER__PORT": "9123", "APPRENTICE_API_KEY": "x"}
+    env = {"OPENAI_KEY": "sk", "APPRENTICE_SERVER__PORT": "9123"}
     config = config_from_dict({"routes": [ROUTE]}, env)
-    assert config.server.port == 9123  # APPRENTICE_API_KEY is not a field: ignored
+    assert config.server.port == 9123
     with pytest.raises(ConfigError, match=r"server\.port"):
         config_from_dict({"server": {"port": 70000}}, {})
     with pytest.raises(ConfigError, match=r"appears twice"):
@@ -185,3 +185,31 @@ def test_store_keys_are_secrets_and_required_even_by_read_commands(tmp_path: Pat
     assert "real-secret-value" not in repr(config) + str(config) + config.model_dump_json()
     with pytest.raises(ConfigError, match=r"store\.secret_access_key reads .* S3_SECRET, which"):
         load_config(toml, {"S3_KEY": "k"}, secrets_required=False)
+
+
+def test_an_unknown_apprentice_variable_is_refused_by_name_unless_the_config_reads_it() -> None:
+    for name in ("APPRENTICE_SERVER__PROT", "APPRENTICE_PORT", "APPRENTICE_ROUTES__0__NAME"):
+        with pytest.raises(ConfigError, match=f"environment variable {name} is not a config"):
+            config_from_dict({"routes": [ROUTE]}, {"OPENAI_KEY": "sk", name: "9000"})
+    read = {"server": {"api_keys": ["env:APPRENTICE_API_KEY"]}, "routes": [ROUTE]}
+    config = config_from_dict(read, {"OPENAI_KEY": "sk", "APPRENTICE_API_KEY": "sk-client-1"})
+    assert config.server.api_keys[0].get_secret_value() == "sk-client-1"
+
+
+def test_an_empty_teacher_key_and_an_empty_env_secret_are_refused_as_empty() -> None:
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.teacher_api_key: an empty key is no key"):
+        config_from_dict({"routes": [ROUTE | {"teacher_api_key": ""}]}, {})
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.student_api_key: an empty key"):
+        config_from_dict({"routes": [ROUTE | {"student_api_key": " "}]}, {"OPENAI_KEY": "sk"})
+    with pytest.raises(ConfigError, match="variable OPENAI_KEY, which is empty") as empty:
+        config_from_dict({"routes": [ROUTE]}, {"OPENAI_KEY": ""})
+    assert "not set" not in str(empty.value)
+    with pytest.raises(ConfigError, match="variable OPENAI_KEY, which is not set"):
+        config_from_dict({"routes": [ROUTE]}, {})
+
+
+def test_a_config_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None:
+    latin = tmp_path / "latin1.toml"
+    latin.write_bytes('data_dir = "donn\u00e9es"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 0xe9 at offset 16\)"):
+        load_config(latin)

@@ -162,3 +162,20 @@ async def test_state_kept_in_a_logbook_before_the_control_plane_is_imported_once
     await again.loop.open({"r": (changed.snapshot(), [])})  # the control plane's copy wins
     assert again.state() == "shadow"
     again.control.close()
+
+
+async def test_the_cluster_view_drops_stale_replicas_and_shows_one_leader(
+    pair: tuple[Replica, Replica, FakeClock],
+) -> None:
+    a, b, _ = pair
+    await a.loop.step_down()
+    await b.loop.tick()  # b takes the lease; a's last heartbeat still says it led
+    view = a.loop.cluster()
+    assert view["leader"] == "b" and not view["leading"]
+    leaders = [r["replica"] for r in view["replicas"] if r["info"]["leader"]]
+    assert leaders == ["b"]
+    # A replica silent for longer than the lease (6 s > 5 s) is gone from the view.
+    a.control._db.write(  # its heartbeat, aged at the database's own clock
+        lambda tx: tx.execute("UPDATE replicas SET seen_at = seen_at - 6 WHERE replica = ?", ("a",))
+    )
+    assert [r["replica"] for r in b.loop.cluster()["replicas"]] == ["b"]

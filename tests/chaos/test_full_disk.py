@@ -112,3 +112,36 @@ def test_shutdown_on_a_full_disk_keeps_what_it_journaled_for_the_next_start(
     con = open_segments(config.data_dir)
     logged = {r[0] for r in con.execute("SELECT request_id FROM requests").fetchall()}
     assert set(first) <= logged
+
+
+def test_a_read_only_store_is_a_clear_seal_error_and_readiness_says_why(
+    small_disk: Path, tmp_path: Path, teacher: FakeTeacher
+) -> None:
+    from store.settings import StoreSettings
+    from tests.conftest import ADMIN_TOKEN
+
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    store = StoreSettings(url=str(small_disk))  # the shared store on its own file system
+    config = proxy_config(tmp_path / "data", teacher).model_copy(update={"store": store})
+    with RunningProxy(config) as proxy:
+        answered = [ask(proxy, f"kept {i}") for i in range(3)]
+        subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        try:
+            refused = httpx.post(f"{proxy.url}/admin/seal", headers=admin)
+            assert refused.status_code == 503, refused.text
+            error = refused.json()["error"]  # the error shape, not a bare 500
+            assert error["code"] == "seal_failed" and "Read-only file system" in error["message"]
+            ready = httpx.get(f"{proxy.url}/readyz")
+            assert ready.status_code == 503 and "sealing into" in ready.json()["reason"]
+            assert "Read-only file system" in ready.json()["reason"]
+            job = httpx.post(f"{proxy.url}/admin/jobs/curate", headers=admin,
+                             json={"route": "triage"})  # fmt: skip
+            assert job.status_code == 503 and job.json()["error"]["code"] == "seal_failed"
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+        sealed = httpx.post(f"{proxy.url}/admin/seal", headers=admin)
+        assert sealed.status_code == 200 and sealed.json()["segments"][0]["rows"] == 3
+        assert httpx.get(f"{proxy.url}/readyz").status_code == 200
+    logged = {r[0] for r in open_segments(small_disk).execute("SELECT request_id FROM requests")
+              .fetchall()}  # fmt: skip
+    assert logged == set(answered)

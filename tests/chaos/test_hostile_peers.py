@@ -4,12 +4,14 @@ answers, long Retry-After. Each gets a bounded, clear answer and no row is lost.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from logbook.segments import open_segments
 from proxy.settings import ServerSettings
@@ -115,3 +117,70 @@ def test_retry_after_is_capped_by_the_routes_timeouts(tmp_path: Path, teacher: F
         assert response.status_code == 200
         assert time.monotonic() - started < 5  # not the 30 s the teacher asked for
     assert orjson.loads(response.content)["choices"][0]["message"]["content"] == "echo: hello"
+
+
+def test_a_messages_stream_cut_midway_raises_in_anthropic_python(tmp_path: Path) -> None:
+    import anthropic
+
+    from tests.proxy.test_surfaces import ant, with_teacher
+
+    ask: Any = {"max_tokens": 64, "messages": [{"role": "user", "content": "a long story"}]}
+    for teacher_model in ("anthropic/claude-fake", "openai/fake-teacher-1"):
+        with FakeTeacher(split_seed=None, cut_streams_after=4) as teacher:
+            # (upstream: no route here needs litellm, whose import a stop would wait for)
+            config = with_teacher(tmp_path / teacher_model.split("/")[0], teacher, teacher_model,
+                                  max_retries=0, upstream="passthrough")  # fmt: skip
+            with RunningProxy(config) as proxy:
+                client = ant(proxy.url)
+                with (
+                    pytest.raises(anthropic.APIStatusError, match="stream broke off"),
+                    client.messages.stream(model="triage", **ask) as stream,
+                ):
+                    stream.get_final_message()
+                with pytest.raises(anthropic.APIStatusError, match="stream broke off"):
+                    for _ in ant(proxy.url).messages.create(model="triage", stream=True, **ask):
+                        pass
+            [row, _] = logged(config.data_dir)
+            assert row["outcome"] == "upstream_error" and "broke off" in row["error"], teacher_model
+
+
+class HeaderFlood:
+    """A teacher that answers every request with 2,000 headers, then hangs up."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        threading.Thread(target=self._serve, daemon=True, name="header flood").start()
+
+    def _serve(self) -> None:
+        flood = "".join(f"x-flood-{i}: {i}\r\n" for i in range(2000))
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n{flood}"
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed by the test
+                return
+            with conn:
+                conn.recv(1 << 16)
+                conn.sendall(head.encode() + b"\r\n{}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_teacher_answering_with_2000_headers_is_a_502_in_the_callers_shape(
+    tmp_path: Path,
+) -> None:
+    flood = HeaderFlood()
+    try:
+        config = proxy_config(tmp_path / "data", flood, max_retries=0)  # type: ignore[arg-type]
+        with RunningProxy(config) as proxy:
+            answer = chat(proxy)
+            assert answer.status_code == 502, answer.text
+            assert "not valid HTTP" in answer.json()["error"]["message"]
+            ask = {"model": "triage", "max_tokens": 8, "messages": HELLO}
+            message = httpx.post(f"{proxy.url}/v1/messages", headers=AUTH, timeout=30, json=ask)
+            assert message.status_code == 502 and message.json()["type"] == "error"
+    finally:
+        flood.close()
+    assert [r["status"] for r in logged(tmp_path / "data")] == [502, 502]

@@ -48,6 +48,13 @@ class MessagesApi:
             return Reply(stream=typed_sse(message_events(message)))
         return Reply(body=message)
 
+    def count(self, payload: dict[str, Any]) -> Reply:
+        """`/v1/messages/count_tokens`: the input tokens `create` would report."""
+        if not isinstance(payload.get("messages"), list) or not payload["messages"]:
+            raise ApiError(400, "messages: Field required")
+        texts = (block_text(m.get("content")) for m in payload["messages"])
+        return Reply(body={"input_tokens": count_tokens(text_of(payload.get("system")), *texts)})
+
     def message(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The non-streaming answer to one request, before the `mutate` hook."""
         messages = payload["messages"]

@@ -95,6 +95,7 @@ class FakeTeacher(LoopbackServer):
     answer: Any = None  # optional callable(request_body) -> str content, on every surface
     mutate: Any = None  # optional callable(answer dict) -> dict: odd answers on purpose
     streams_aborted: int = 0  # streams the other side closed before the end
+    cut_streams_after: int | None = None  # write this many pieces of a stream, then hang up
 
     thread_name = "fake teacher"
 
@@ -133,7 +134,7 @@ class FakeTeacher(LoopbackServer):
         def route(method: str, tail: str, handler: Callable[[Call], Reply], **kw: bool) -> Route:
             return Route(method, re.compile(tail + "$"), handler, **kw)
 
-        responses, one = self.responses, r"/responses/(?P<id>[^/]+)"
+        responses, messages, one = self.responses, self.messages, r"/responses/(?P<id>[^/]+)"
         return [  # first match wins: /chat/completions before /completions
             route("GET", r"/models", self._model_list, spares_failures=True),
             route("GET", r"/models/(?P<id>[^/]+)", self._model),
@@ -143,6 +144,12 @@ class FakeTeacher(LoopbackServer):
             route("POST", r"/responses", lambda c: responses.create(c.payload)),
             route("GET", one, lambda c: responses.retrieve(c.params["id"])),
             route("DELETE", one, lambda c: responses.delete(c.params["id"])),
+            route(
+                "POST",
+                r"/messages/count_tokens",
+                lambda c: messages.count(c.payload),
+                anthropic=True,
+            ),
             route("POST", r"/messages", lambda c: self.messages.create(c.payload), anthropic=True),
         ]
 
@@ -213,7 +220,8 @@ class FakeTeacher(LoopbackServer):
                 request_id=headers.get("request-id", ""),
             )
             reply = Reply(reply.status, error)
-        await self._send(w, reply, headers)
+        if not await self._send(w, reply, headers):
+            return False
         return request.keep_alive
 
     async def _reply(self, route: Route | None, call: Call, is_json: bool) -> Reply | ApiError:
@@ -241,16 +249,21 @@ class FakeTeacher(LoopbackServer):
         body = failure.body or orjson.dumps(shape(failure.status, message, request_id=request_id))
         await write_json(w, failure.status, body, headers)
 
-    async def _send(self, w: asyncio.StreamWriter, reply: Reply, headers: dict[str, str]) -> None:
+    async def _send(self, w: asyncio.StreamWriter, reply: Reply, headers: dict[str, str]) -> bool:
+        """Write the reply; False when a stream was cut (the connection is to be closed)."""
         if reply.stream is None:
             await write_json(w, reply.status, orjson.dumps(reply.body), headers)
-            return
+            return True
         pieces = split(reply.stream, None if self.split_seed is None else self._rng)
+        cut = self.cut_streams_after is not None and len(pieces) > self.cut_streams_after
+        if cut:
+            pieces = pieces[: self.cut_streams_after]
         try:
-            await write_stream(w, pieces, headers, self.chunk_delay_s)
+            await write_stream(w, pieces, headers, self.chunk_delay_s, end=not cut)
         except ConnectionError:
             self.streams_aborted += 1
             raise
+        return not cut
 
 
 if __name__ == "__main__":  # `python -m tests.fakes.teacher --port P`: the benchmarks' teacher

@@ -126,10 +126,15 @@ def reader_closed(w: asyncio.StreamWriter) -> bool:
 
 
 async def write_stream(
-    w: asyncio.StreamWriter, pieces: list[bytes], headers: dict[str, str], delay_s: float
+    w: asyncio.StreamWriter,
+    pieces: list[bytes],
+    headers: dict[str, str],
+    delay_s: float,
+    end: bool = True,
 ) -> None:
     """A 200 SSE answer as chunked transfer encoding, one chunk per piece; ConnectionResetError
-    as soon as the peer is seen gone, so that the caller can count the aborted stream."""
+    as soon as the peer is seen gone, so that the caller can count the aborted stream.
+    `end=False` leaves out the last chunk: the stream is cut, as by a teacher that died."""
     head = {"content-type": "text/event-stream", "transfer-encoding": "chunked"} | headers
     w.write(head_bytes(200, head))
     for piece in pieces:
@@ -139,7 +144,8 @@ async def write_stream(
             await asyncio.sleep(delay_s)
         if w.is_closing() or reader_closed(w):
             raise ConnectionResetError
-    w.write(b"0\r\n\r\n")
+    if end:
+        w.write(b"0\r\n\r\n")
     await w.drain()
 
 
