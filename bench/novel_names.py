@@ -45,10 +45,12 @@ from curation.settings import CurationSettings  # noqa: E402
 from retrain.evaluation import evaluate  # noqa: E402
 from retrain.job import run_retrain  # noqa: E402
 from retrain.settings import AugmentSettings, RetrainSettings  # noqa: E402
+from retrain.slots import read_slots  # noqa: E402
 from retrain.students import load_student, read_cascade  # noqa: E402
 from tests.conftest import ADMIN_TOKEN, CLIENT_KEY, RunningProxy, proxy_config  # noqa: E402
 from tests.fakes.teacher import FakeTeacher  # noqa: E402
-from tests.retrain.triage_task import SYSTEM, make_rows, novel_rows  # noqa: E402
+from tests.retrain import copy_tasks  # noqa: E402
+from tests.retrain.triage_task import make_rows, novel_rows  # noqa: E402
 
 ROUTE = "triage"
 # name -> span detectors of curation, and augmentation of retrain
@@ -63,6 +65,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "rare+aug": {"detectors": RARE, "augment": True},
     "slots+aug:route": {"detectors": SLOTS, "augment": True, "vocabulary": "route"},
     "slots+aug:made-up": {"detectors": SLOTS, "augment": True, "vocabulary": "generated"},
+    "default": {},  # CurationSettings() and RetrainSettings() as they are
+}
+# --task: the traffic and the unseen-name requests (issue 17 adds the two that copy)
+TASKS = {
+    "triage": (make_rows, novel_rows),
+    "extraction": (copy_tasks.extraction_rows, copy_tasks.novel_extraction_rows),
+    "tickets": (copy_tasks.ticket_rows, copy_tasks.novel_ticket_rows),
 }
 DEFAULT = "slots+aug"  # the defaults of CurationSettings and AugmentSettings
 
@@ -83,10 +92,9 @@ def log_traffic(data_dir: Path, rows: list[dict[str, Any]], teacher: FakeTeacher
         for i, row in enumerate(rows):
             chat.chat.completions.create(
                 model=ROUTE,
-                messages=[{"role": "system", "content": SYSTEM},
-                          {"role": "user", "content": user_text(row)}],
+                messages=json.loads(row["messages"]),
                 extra_headers={"x-apprentice-session": f"s{i // 4}"},
-            )  # fmt: skip
+            )
         headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
         seal = httpx.post(f"{proxy.url}/admin/seal", headers=headers, timeout=60)
         assert seal.status_code == 200, seal.text
@@ -96,7 +104,7 @@ def offline_live(path: Path, live: list[dict[str, Any]]) -> dict[str, Any]:
     """The student on unseen-name requests: exact match, and its own cascade rule's coverage
     and agreement on them."""
     model, tokenizer = load_student(path)
-    report = evaluate(model, tokenizer, live, 64, 0)
+    report = evaluate(model, tokenizer, live, 64, 0, read_slots(path))
     rule = read_cascade(path)
     served = [s for s in report.items if rule is not None and rule.serves(s.signals)]
     return {
@@ -114,15 +122,20 @@ def run_variant(
     spec = VARIANTS[base]
     data_dir = workdir / name.replace("+", "_").replace(":", "_").replace("@", "_seed")
     shutil.copytree(segments, data_dir)
-    curated = run_curation(data_dir, ROUTE, CurationSettings(span_detectors=spec["detectors"]))
+    curation = CurationSettings(**({"span_detectors": spec["detectors"]} if spec else {}))
+    curated = run_curation(data_dir, ROUTE, curation)
     assert curated.written, curated.message
-    augment = AugmentSettings(enabled=spec["augment"], vocabulary=spec.get("vocabulary", "both"))
-    settings = RetrainSettings(
-        gate={"exact_match": 0.0}, augment=augment, max_steps=max_steps, seed=int(seed or 0)
-    )
-    started = time.perf_counter()
+    if spec:
+        augment = AugmentSettings(enabled=spec["augment"],
+                                  vocabulary=spec.get("vocabulary", "both"))  # fmt: skip
+        settings = RetrainSettings(
+            gate={"exact_match": 0.0}, augment=augment, max_steps=max_steps, seed=int(seed or 0)
+        )
+    else:  # the defaults, gate included: does a user's route get a student?
+        settings = RetrainSettings(max_steps=max_steps, seed=int(seed or 0))
+    started, cpu = time.perf_counter(), time.process_time()
     result = run_retrain(data_dir, ROUTE, settings, progress=False)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     slices, cascade = result.slices, result.cascade
     novel = slices.get("novel", {})
     predicted = (cascade.get("slices") or {}).get("novel") or {}
@@ -142,6 +155,8 @@ def run_variant(
         "live": offline_live(result.path, live),
         "train_s": result.train_seconds,
         "wall_s": wall,
+        "cpu_s": cpu,
+        "gate": "passed" if result.passed else "refused: " + "; ".join(result.reasons),
     }
 
 
@@ -152,16 +167,18 @@ def _f(value: Any, fmt: str = "{:.3f}") -> str:
 def variants_table(results: list[dict[str, Any]]) -> str:
     head = (
         "| variant | eval in / novel | synthetic | in-dist EM | novel-slice EM | live EM | "
-        "signal | predicted coverage / agreement | live coverage / agreement | train s |"
+        "signal | predicted coverage / agreement | live coverage / agreement | train s | "
+        "retrain CPU s | gate |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 12]
     for r in results:
         live = r["live"]
         lines.append(
             f"| {r['variant']} | {r['eval_in']} / {r['eval_novel']} | {r['synthetic']} | "
             f"{_f(r['in_em'])} | {_f(r['novel_em'])} | {_f(live['exact_match'])} | "
             f"{r['signal']} | {_f(r['pred_coverage'])} / {_f(r['pred_agreement'])} | "
-            f"{_f(live['coverage'])} / {_f(live['agreement'])} | {r['train_s']:.0f} |"
+            f"{_f(live['coverage'])} / {_f(live['agreement'])} | {r['train_s']:.0f} | "
+            f"{r.get('cpu_s', 0):.0f} | {r.get('gate', '-')} |"
         )
     return "\n".join(lines)
 
@@ -215,10 +232,9 @@ def through_proxy(
             try:
                 raw = chat.chat.completions.with_raw_response.create(
                     model=ROUTE,
-                    messages=[{"role": "system", "content": SYSTEM},
-                              {"role": "user", "content": text}],
+                    messages=json.loads(row["messages"]),
                     extra_headers={"x-apprentice-session": f"live{i}"},
-                )  # fmt: skip
+                )
             except openai.APIError:
                 errors += 1
                 continue
@@ -271,9 +287,11 @@ def _gauges(text: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(TASKS), default="triage")
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help=f"of {list(VARIANTS)}, each [@seed]"
-    )
+        "--variants", default=None, help=f"of {list(VARIANTS)}, each [@seed] (default: all "
+        "for triage, `default` for the others)",
+    )  # fmt: skip
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--live", type=int, default=300)
     parser.add_argument("--no-proxy", action="store_true", help="skip the live proxy run")
@@ -282,8 +300,10 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep data dirs here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = make_rows(args.pairs, seed=0)
-    live = novel_rows(args.live, seed=7)
+    known, unseen = TASKS[args.task]
+    rows = known(args.pairs, seed=0)
+    live = unseen(args.live, seed=7)
+    variants = args.variants or (",".join(VARIANTS) if args.task == "triage" else "default")
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="novel-names-"))
     workdir.mkdir(parents=True, exist_ok=True)
     segments = workdir / "logged"
@@ -294,13 +314,14 @@ def main() -> None:
         print(f"logged {len(rows)} requests through the proxy in "
               f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
         results = []
-        for name in args.variants.split(","):
+        for name in variants.split(","):
             results.append(run_variant(name, segments, live, workdir, args.max_steps))
             print(variants_table(results[-1:]).splitlines()[-1], flush=True)
         print(variants_table(results))
         print(summary_table(results))
         proxied = None
-        chosen = next((r for r in results if r["variant"] == DEFAULT), results[-1])
+        want = DEFAULT if args.task == "triage" else "default"
+        chosen = next((r for r in results if r["variant"] == want), results[-1])
         if not args.no_proxy:
             proxied = through_proxy(chosen, live, teacher)
             print(proxy_table(chosen, proxied))

@@ -118,10 +118,14 @@ def test_a_lora_student_on_a_hf_base_is_trained_registered_and_served(
     def teacher(body: dict[str, Any]) -> str:
         return answers.get(str(body["messages"]), '{"intent": "other"}')
 
+    # An untrained student is unsure of every token: no floor and no cascade, so its answer is
+    # served and the path is what is tested.
     with (
         FakeTeacher(answer=teacher) as fake,
         RunningProxy(
-            proxy_config(data_dir, fake, canary={"holdout_share": 0.0}, cascade=False)
+            proxy_config(
+                data_dir, fake, canary={"holdout_share": 0.0}, cascade=False, confidence_floor=None
+            )
         ) as proxy,
     ):
         headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
