@@ -94,6 +94,7 @@ class FakeTeacher(LoopbackServer):
     received: list[Received] = field(default_factory=list)
     answer: Any = None  # optional callable(request_body) -> str content, on every surface
     mutate: Any = None  # optional callable(answer dict) -> dict: odd answers on purpose
+    delta_chars: int | None = None  # stream text in pieces of this many characters
     streams_aborted: int = 0  # streams the other side closed before the end
 
     thread_name = "fake teacher"
