@@ -29,7 +29,8 @@ import orjson
 
 from monitoring.metrics import Metrics
 from proxy.errors import error_body
-from proxy.redaction import Redactor
+from proxy.event_redaction import EventRedactor
+from proxy.redaction import Redactor, StreamRedactor
 from proxy.settings import RouteSettings
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
@@ -167,10 +168,11 @@ class Teacher:
             # (No content-length: redaction may change the length; the relay is chunked.)
             if stream == "relay" and "content-disposition" in response.headers:
                 headers["content-disposition"] = response.headers["content-disposition"]
-            chunks = _chunks(response, self.redactor, limit)
+            events = headers["content-type"].startswith("text/event-stream")
+            chunks = _chunks(response, self.redactor, limit, events)
             return Upstream(response.status, headers, chunks=chunks, close=_closer(response))
         try:
-            body = self.redactor.bytes(await _read(response, route.max_response_bytes))
+            body = self.redactor.document(await _read(response, route.max_response_bytes))
         except UpstreamTooLarge:
             return self._too_large(route)
         except TimeoutError as exc:
@@ -251,7 +253,7 @@ class Teacher:
         if not stream:
             body = self.redactor.bytes(_dump(result))
             return Upstream(200, {"content-type": "application/json"}, body=body)
-        chunks = _redacted(_sse(result), self.redactor, route.max_response_bytes)
+        chunks = _redacted(_sse(result), self.redactor, route.max_response_bytes, events=True)
         return Upstream(200, {"content-type": "text/event-stream"}, chunks=chunks)
 
 
@@ -275,7 +277,7 @@ def _no_more_tries(route: RouteSettings, upstream: Upstream) -> Upstream:
 
 
 async def _chunks(
-    response: aiohttp.ClientResponse, redactor: Redactor, limit: int
+    response: aiohttp.ClientResponse, redactor: Redactor, limit: int, events: bool
 ) -> AsyncIterator[bytes]:
     """The body as it arrives (transfer encoding removed), redacted, up to `limit` bytes."""
 
@@ -283,14 +285,19 @@ async def _chunks(
         async for data in response.content.iter_any():
             yield data
 
-    async for data in _redacted(raw(), redactor, limit):
+    async for data in _redacted(raw(), redactor, limit, events):
         yield data
 
 
 async def _redacted(
-    chunks: AsyncIterator[bytes], redactor: Redactor, limit: int
+    chunks: AsyncIterator[bytes], redactor: Redactor, limit: int, events: bool
 ) -> AsyncIterator[bytes]:
-    stream, size = redactor.stream(), 0
+    """An event stream is redacted on the text its events add up to (`proxy.event_redaction`),
+    any other on its bytes."""
+    stream: StreamRedactor | EventRedactor = (
+        redactor.stream() if not events else (EventRedactor(redactor))
+    )
+    size = 0
     async for data in chunks:
         size += len(data)
         if size > limit:

@@ -136,7 +136,8 @@ class ChatApi:
 
     def _content_chunks(self, base: dict[str, Any], choice: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
-        for j, piece in enumerate(word_pieces(choice["message"]["content"], self.voice.delta_chars)):
+        pieces = word_pieces(choice["message"]["content"], self.voice.delta_chars)
+        for j, piece in enumerate(pieces):
             c: dict[str, Any] = {"index": choice["index"], "delta": {"content": piece}}
             c["finish_reason"] = None
             if choice.get("logprobs") and j < len(choice["logprobs"]["content"]):

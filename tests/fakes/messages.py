@@ -129,7 +129,8 @@ def message_events(message: dict[str, Any], size: int | None = None) -> list[dic
         out.append({"type": "content_block_start", "index": index, "content_block": opened(block)})
         if index == 0:
             out.append({"type": "ping"})
-        out += [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas(block, size)]
+        pieces = deltas(block, size)
+        out += [{"type": "content_block_delta", "index": index, "delta": d} for d in pieces]
         out.append({"type": "content_block_stop", "index": index})
     stopped = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
     usage_delta = {"output_tokens": message["usage"]["output_tokens"]}

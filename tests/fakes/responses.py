@@ -53,9 +53,11 @@ class ResponsesApi:
         if not payload.get("stream"):
             return Reply(body=response)
         obfuscate = (payload.get("stream_options") or {}).get("include_obfuscation", True)
-        return Reply(stream=typed_sse(
-            response_events(response, obfuscate=obfuscate, size=self.voice.delta_chars)
-        ))
+        return Reply(
+            stream=typed_sse(
+                response_events(response, obfuscate=obfuscate, size=self.voice.delta_chars)
+            )
+        )
 
     def retrieve(self, response_id: str) -> Reply:
         return Reply(body=self._stored(response_id))
