@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from starlette.requests import Request
@@ -53,7 +54,7 @@ async def passthrough(request: Request) -> Response:
     except ApiError as exc:
         state.metrics.client_errors.labels(exc.code or "invalid_request").inc()
         raise
-    endpoint = request.url.path.removeprefix("/v1/")
+    endpoint = confined(request.url.path.removeprefix("/v1/"), state)
     if request.method == "GET" and endpoint.startswith("models/"):
         return _model(state, endpoint.removeprefix("models/"))
     is_json = request.headers.get("content-type", "").startswith("application/json")
@@ -94,6 +95,27 @@ async def passthrough(request: Request) -> Response:
         request, state.teacher.send(route, url, sent, headers, "relay", request.method)
     )
     return Relay(state, exchange, upstream, t0)
+
+
+def confined(endpoint: str, state: ProxyState) -> str:
+    """The endpoint, or a 400 when it could leave the teacher's base URL: a `.` or `..`
+    segment, decoded as often as it was percent-encoded (any case, twice or more), would take
+    the teacher's key to any path on its host."""
+    decoded = endpoint
+    for _ in range(5):
+        decoded, before = unquote(decoded), decoded
+        if decoded == before:
+            break
+    segments = decoded.replace("\\", "/").split("/")
+    if any(s.split(";", 1)[0].strip() in (".", "..") for s in segments):
+        state.metrics.client_errors.labels("invalid_path").inc()
+        raise ApiError(
+            400,
+            f"The path /v1/{endpoint} has '.' or '..' segments (percent-encoded or not) that "
+            "would leave the teacher's API; call the endpoint by its plain path.",
+            code="invalid_path",
+        )
+    return endpoint
 
 
 def _json(body: bytes) -> dict[str, Any]:
