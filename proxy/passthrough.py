@@ -14,6 +14,7 @@ they are JSON and no larger than the route's `passthrough_body_limit`, and never
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 from logbook.surfaces import COMPLETIONS, completions_request_to_chat
 from proxy.errors import ApiError
 from proxy.exchange import Exchange, build_row, now_utc, session_hash
+from proxy.ownership import bind_created, check_access, lists_files, own_files
 from proxy.settings import RouteSettings
 from proxy.state import ProxyState, proxy_state
 from proxy.surface import REQUEST_ID, SERVED_BY, read_body, too_deep, until_answered
@@ -57,6 +59,7 @@ async def passthrough(request: Request) -> Response:
     endpoint = confined(request.url.path.removeprefix("/v1/"), state)
     if request.method == "GET" and endpoint.startswith("models/"):
         return _model(state, endpoint.removeprefix("models/"))
+    await check_access(state, endpoint, key)
     is_json = request.headers.get("content-type", "").startswith("application/json")
     body: bytes | None = None
     payload: dict[str, Any] = {}
@@ -88,12 +91,20 @@ async def passthrough(request: Request) -> Response:
     if route.teacher_api_key is not None:
         headers["authorization"] = f"Bearer {route.teacher_api_key.get_secret_value()}"
     headers["accept-encoding"] = "identity"
-    sent: bytes | AsyncIterator[bytes] | None = body if body is not None else _stream(request)
-    if request.method in ("GET", "DELETE", "HEAD"):
-        sent = None
+    body_read = asyncio.Event()
+    sent: bytes | AsyncIterator[bytes] | None = body
+    if body is None and request.method not in ("GET", "DELETE", "HEAD"):
+        sent = _stream(request, body_read)  # an upload streams on as it arrives
+    else:
+        body_read.set()
+    listing = lists_files(request.method, endpoint, key)  # filtered whole, not relayed
     upstream = await until_answered(
-        request, state.teacher.send(route, url, sent, headers, "relay", request.method)
+        request,
+        state.teacher.send(route, url, sent, headers, not listing and "relay", request.method),
+        body_read,
     )
+    if listing and upstream.status == 200 and upstream.body is not None:
+        upstream.body = await own_files(state, key, upstream.body)
     return Relay(state, exchange, upstream, t0)
 
 
@@ -162,9 +173,10 @@ def _template(endpoint: str) -> str:
     return "/".join("{id}" if _ID.match(part) else part for part in endpoint.split("/"))
 
 
-async def _stream(request: Request) -> AsyncIterator[bytes]:
+async def _stream(request: Request, read: asyncio.Event) -> AsyncIterator[bytes]:
     async for chunk in request.stream():
         yield chunk
+    read.set()
 
 
 def _model(state: ProxyState, name: str) -> Response:
@@ -233,6 +245,7 @@ class Relay(Response):
         x.latency_s = time.perf_counter() - self.t0
         try:
             row = build_row(x, state.pricer, state.redactor)
+            bind_created(state, x, row)
             family = x.endpoint.split("/")[0]
             family = family if family in FAMILIES else "other"
             state.metrics.passthrough.labels(x.route.name, family, x.outcome).inc()

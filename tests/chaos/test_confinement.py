@@ -65,6 +65,6 @@ def test_ordinary_pass_through_paths_still_reach_the_teacher(
     proxy, teacher = served
     status, _ = raw_request(proxy.port, "POST", "/v1/embeddings")
     assert status == 200 and teacher.received[-1].path.endswith("/v1/embeddings")
-    status, _ = raw_request(proxy.port, "GET", "/v1/responses/resp_abc123.v2")
-    assert teacher.received[-1].path.endswith("/v1/responses/resp_abc123.v2")
+    status, _ = raw_request(proxy.port, "GET", "/v1/vector_stores/vs_abc123.v2")
+    assert teacher.received[-1].path.endswith("/v1/vector_stores/vs_abc123.v2")
     assert all("internal" not in r.path for r in teacher.received)

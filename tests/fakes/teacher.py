@@ -29,6 +29,7 @@ from tests.fakes import embeddings
 from tests.fakes.chat import ChatApi
 from tests.fakes.completions import CompletionsApi
 from tests.fakes.errors import ApiError, ErrorShape, anthropic_error, openai_error
+from tests.fakes.files import FilesApi
 from tests.fakes.messages import MessagesApi
 from tests.fakes.responses import ResponsesApi
 from tests.fakes.wire import (
@@ -79,6 +80,7 @@ class Route:
     handler: Callable[[Call], Reply]
     anthropic: bool = False  # errors in Anthropic's shape
     spares_failures: bool = False  # never consumes a queued Failure (a health probe)
+    any_body: bool = False  # takes a body that is not JSON (a multipart upload)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class FakeTeacher(LoopbackServer):
         self.responses = ResponsesApi(self)
         self.messages = MessagesApi(self)
         self.completions = CompletionsApi(self)
+        self.files = FilesApi()
         self.routes = self._routes()
 
     def fail_next(self, *failures: Failure) -> None:
@@ -145,6 +148,10 @@ class FakeTeacher(LoopbackServer):
             route("GET", one, lambda c: responses.retrieve(c.params["id"])),
             route("DELETE", one, lambda c: responses.delete(c.params["id"])),
             route("POST", r"/messages", lambda c: self.messages.create(c.payload), anthropic=True),
+            route("POST", r"/files", lambda c: self.files.create(c.request), any_body=True),
+            route("GET", r"/files", lambda c: self.files.list()),
+            route("GET", r"/files/(?P<id>[^/]+)", lambda c: self.files.retrieve(c.params["id"])),
+            route("DELETE", r"/files/(?P<id>[^/]+)", lambda c: self.files.delete(c.params["id"])),
         ]
 
     def _match(self, request: Request) -> tuple[Route | None, dict[str, str]]:
@@ -221,7 +228,7 @@ class FakeTeacher(LoopbackServer):
         request = call.request
         if route is None:
             return ApiError(404, f"Invalid URL ({request.method} {request.path})")
-        if not is_json:
+        if not is_json and not route.any_body:
             return ApiError(
                 400, "We could not parse the JSON body of your request: it is not a JSON object."
             )
