@@ -32,7 +32,14 @@ from proxy.exchange import Exchange, build_row, now_utc, session_hash
 from proxy.ownership import bind_created, check_access, lists_files, own_files
 from proxy.settings import RouteSettings
 from proxy.state import ProxyState, proxy_state
-from proxy.surface import REQUEST_ID, SERVED_BY, read_body, too_deep, until_answered
+from proxy.surface import (
+    REQUEST_ID,
+    SERVED_BY,
+    ClientGone,
+    read_body,
+    too_deep,
+    until_answered,
+)
 from proxy.teacher import Upstream, openai_url
 
 FORWARDED = ("content-type", "accept", "openai-beta")
@@ -86,6 +93,19 @@ async def passthrough(request: Request) -> Response:
         chat=completions_request_to_chat(payload) if endpoint == COMPLETIONS else None,
         capture=route.capture and request.headers.get("x-apprentice-capture", "") != "off",
     )  # fmt: skip
+    return await _relayed(request, state, exchange, endpoint, body, t0)
+
+
+async def _relayed(
+    request: Request,
+    state: ProxyState,
+    exchange: Exchange,
+    endpoint: str,
+    body: bytes | None,
+    t0: float,
+) -> Response:
+    """The call sent on to the route's teacher, its answer relayed as it arrives."""
+    route, key = exchange.route, exchange.key_id
     url = openai_url(route, endpoint) + (f"?{request.url.query}" if request.url.query else "")
     headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
     if route.teacher_api_key is not None:
@@ -98,11 +118,16 @@ async def passthrough(request: Request) -> Response:
     else:
         body_read.set()
     listing = lists_files(request.method, endpoint, key)  # filtered whole, not relayed
-    upstream = await until_answered(
-        request,
-        state.teacher.send(route, url, sent, headers, not listing and "relay", request.method),
-        body_read,
-    )
+    try:
+        upstream = await until_answered(
+            request,
+            state.teacher.send(route, url, sent, headers, not listing and "relay", request.method),
+            body_read,
+        )
+    except ClientGone:  # the client left while the teacher worked: still a row
+        exchange.status, exchange.outcome = 499, "client_disconnected"
+        log_call(state, exchange, t0, kept=False)
+        return Response(status_code=499)  # nobody is listening; uvicorn drops it
     if listing and upstream.status == 200 and upstream.body is not None:
         upstream.body = await own_files(state, key, upstream.body)
     return Relay(state, exchange, upstream, t0)
@@ -234,24 +259,28 @@ class Relay(Response):
                 self._finish(keep and size <= limit)
 
     def _finish(self, kept: bool) -> bool:
-        x, state = self.exchange, self.state
-        if x.chunks and not x.stream:  # a whole JSON body that arrived in pieces
-            x.response_body, x.chunks = b"".join(x.chunks), []
-        if not kept:
-            x.response_body, x.chunks = None, []
-        if x.endpoint != COMPLETIONS and len(x.request_body) > x.route.passthrough_body_limit:
-            x.request_body = orjson.dumps({"_apprentice": "request body not kept",
-                                           "bytes": len(x.request_body)})  # fmt: skip
-        x.latency_s = time.perf_counter() - self.t0
-        try:
-            row = build_row(x, state.pricer, state.redactor)
-            bind_created(state, x, row)
-            family = x.endpoint.split("/")[0]
-            family = family if family in FAMILIES else "other"
-            state.metrics.passthrough.labels(x.route.name, family, x.outcome).inc()
-            state.accounting.count(row)
-            if x.capture:
-                state.logbook.submit(row)
-        except Exception:  # capture must never fail an answered request
-            state.metrics.capture_failures.inc()
-        return True
+        return log_call(self.state, self.exchange, self.t0, kept)
+
+
+def log_call(state: ProxyState, x: Exchange, t0: float, kept: bool) -> bool:
+    """Build, count and queue the row of a finished (or abandoned) call; never raises."""
+    if x.chunks and not x.stream:  # a whole JSON body that arrived in pieces
+        x.response_body, x.chunks = b"".join(x.chunks), []
+    if not kept:
+        x.response_body, x.chunks = None, []
+    if x.endpoint != COMPLETIONS and len(x.request_body) > x.route.passthrough_body_limit:
+        x.request_body = orjson.dumps({"_apprentice": "request body not kept",
+                                       "bytes": len(x.request_body)})  # fmt: skip
+    x.latency_s = time.perf_counter() - t0
+    try:
+        row = build_row(x, state.pricer, state.redactor)
+        bind_created(state, x, row)
+        family = x.endpoint.split("/")[0]
+        family = family if family in FAMILIES else "other"
+        state.metrics.passthrough.labels(x.route.name, family, x.outcome).inc()
+        state.accounting.count(row)
+        if x.capture:
+            state.logbook.submit(row)
+    except Exception:  # capture must never fail an answered request
+        state.metrics.capture_failures.inc()
+    return True
