@@ -164,7 +164,7 @@ async def _stop(state: ProxyState) -> None:
     gc.unfreeze()  # let interpreter shutdown collect what start froze
     if state.background:  # shadow comparisons already started finish and are logged
         await asyncio.wait(state.background, timeout=30)
-    await state.teacher.client.close()
+    await state.teacher.close()
     await state.students.close()
 
 

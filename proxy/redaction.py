@@ -19,6 +19,7 @@ corrupt answers); they are not redacted, and the server warns about them at star
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,7 +53,7 @@ class Redactor:
                 text = text.replace(plain, MASK.decode())
         return text
 
-    def document(self, data: bytes) -> bytes:
+    def document(self, data: builtins.bytes) -> builtins.bytes:
         """A whole body: its bytes redacted, and when it is JSON that escapes characters, the
         strings it decodes to (re-serialised only when one held a secret)."""
         data = self.bytes(data)

@@ -74,6 +74,7 @@ class Teacher:
         self.client = client
         self.metrics = metrics
         self.redactor = redactor
+        self._fresh: aiohttp.ClientSession | None = None  # for requests a closed pool lost
 
     async def call(self, route: RouteSettings, payload: dict[str, Any], stream: bool) -> Upstream:
         """Send one chat completion to the route's teacher; errors come back as `Upstream`."""
@@ -126,10 +127,7 @@ class Teacher:
         for attempt in range(tries):
             last = attempt == tries - 1
             try:
-                response = await self.client.request(
-                    method, url, data=body, headers=headers, timeout=timeout,
-                    allow_redirects=False,
-                )  # fmt: skip
+                response = await self._request(route, method, url, body, headers, timeout)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 if isinstance(exc, aiohttp.ServerTimeoutError) and not isinstance(
                     exc, aiohttp.ConnectionTimeoutError
@@ -151,6 +149,46 @@ class Teacher:
             answer = await self._answer(route, response, stream)
             return _no_more_tries(route, answer) if answer.status in RETRY_STATUSES else answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(
+        self,
+        route: RouteSettings,
+        method: str,
+        url: str,
+        body: bytes | AsyncIterator[bytes] | None,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """The teacher's response head. A pooled connection the teacher closed before any byte
+        of its answer (closed after its last answer, or by an idle timeout racing this reuse)
+        is not the teacher failing: the request goes again at once on a new connection, outside
+        the route's retries (a streamed body cannot be sent twice)."""
+        try:
+            return await self.client.request(
+                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError) or not isinstance(body, bytes | None):
+                raise  # the teacher cannot be reached at all: the ordinary retries decide
+            self.metrics.teacher_retries.labels(route.name, "connection_closed").inc()
+            return await self._fresh_client().request(
+                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
+
+    def _fresh_client(self) -> aiohttp.ClientSession:
+        """A client whose every request opens a new connection (made on first need)."""
+        if self._fresh is None:
+            self._fresh = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True, limit=0),
+                auto_decompress=False,
+                skip_auto_headers=("user-agent",),
+            )
+        return self._fresh
+
+    async def close(self) -> None:
+        await self.client.close()
+        if self._fresh is not None:
+            await self._fresh.close()
 
     async def _answer(
         self,

@@ -97,6 +97,10 @@ class FakeTeacher(LoopbackServer):
     answer: Any = None  # optional callable(request_body) -> str content, on every surface
     mutate: Any = None  # optional callable(answer dict) -> dict: odd answers on purpose
     delta_chars: int | None = None  # stream text in pieces of this many characters
+    # Connections the teacher closes: "announced" (Connection: close), "after_answer" (closed
+    # right after answering, unannounced), "on_reuse" (a kept-alive connection's next request
+    # is met with a close, as when an idle timeout races the client's reuse).
+    closes: str | None = None
     streams_aborted: int = 0  # streams the other side closed before the end
 
     thread_name = "fake teacher"
@@ -180,8 +184,14 @@ class FakeTeacher(LoopbackServer):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            while await self._respond(await read_request(reader), writer):
-                pass
+            served = 0
+            while True:
+                request = await read_request(reader)
+                if self.closes == "on_reuse" and served:
+                    break
+                served += 1
+                if not await self._respond(request, writer) or self.closes == "after_answer":
+                    break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         except ValueError:  # a request line or a chunk size that is not HTTP: hang up
@@ -203,6 +213,8 @@ class FakeTeacher(LoopbackServer):
         anthropic = "anthropic-version" in request.headers or bool(route and route.anthropic)
         shape: ErrorShape = anthropic_error if anthropic else openai_error
         headers = {"x-request-id": f"fake-{len(self.received)}"}
+        if self.closes == "announced":
+            headers["connection"] = "close"
         if anthropic:
             headers["request-id"] = f"req_fake{len(self.received):020d}"
         if self.failures and not (route and route.spares_failures):
@@ -222,7 +234,7 @@ class FakeTeacher(LoopbackServer):
             )
             reply = Reply(reply.status, error)
         await self._send(w, reply, headers)
-        return request.keep_alive
+        return request.keep_alive and self.closes != "announced"
 
     async def _reply(self, route: Route | None, call: Call, is_json: bool) -> Reply | ApiError:
         request = call.request
