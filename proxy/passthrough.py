@@ -63,7 +63,7 @@ async def passthrough(request: Request) -> Response:
     except ApiError as exc:
         state.metrics.client_errors.labels(exc.code or "invalid_request").inc()
         raise
-    endpoint = confined(request.url.path.removeprefix("/v1/"), state)
+    endpoint = confined(request, state)
     if request.method == "GET" and endpoint.startswith("models/"):
         return _model(state, endpoint.removeprefix("models/"))
     await check_access(state, endpoint, key)
@@ -133,11 +133,11 @@ async def _relayed(
     return Relay(state, exchange, upstream, t0)
 
 
-def confined(endpoint: str, state: ProxyState) -> str:
-    """The endpoint, or a 400 when it could leave the teacher's base URL: a `.` or `..`
-    segment, decoded as often as it was percent-encoded (any case, twice or more), would take
-    the teacher's key to any path on its host."""
-    decoded = endpoint
+def confined(request: Request, state: ProxyState) -> str:
+    """The endpoint (the path after /v1/), or a 400 in the caller's shape when it could leave
+    the teacher's base URL: a `.` or `..` segment, decoded as often as it was percent-encoded
+    (any case, twice or more), would take the teacher's key to any path on its host."""
+    endpoint = decoded = request.url.path.removeprefix("/v1/")
     for _ in range(5):
         decoded, before = unquote(decoded), decoded
         if decoded == before:
@@ -145,12 +145,14 @@ def confined(endpoint: str, state: ProxyState) -> str:
     segments = decoded.replace("\\", "/").split("/")
     if any(s.split(";", 1)[0].strip() in (".", "..") for s in segments):
         state.metrics.client_errors.labels("invalid_path").inc()
-        raise ApiError(
+        error = ApiError(
             400,
             f"The path /v1/{endpoint} has '.' or '..' segments (percent-encoded or not) that "
             "would leave the teacher's API; call the endpoint by its plain path.",
             code="invalid_path",
         )
+        error.anthropic = "anthropic-version" in request.headers  # an Anthropic SDK's call
+        raise error
     return endpoint
 
 

@@ -59,6 +59,21 @@ def test_a_path_that_leaves_the_teacher_base_is_refused(
     assert len(teacher.received) == before  # the teacher never saw it, key or no key
 
 
+def test_an_anthropic_client_gets_the_refusal_in_its_own_shape(
+    served: tuple[RunningProxy, FakeTeacher],
+) -> None:
+    proxy, teacher = served
+    before = len(teacher.received)
+    connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    headers = {"authorization": f"Bearer {CLIENT_KEY}", "anthropic-version": "2023-06-01"}
+    connection.request("GET", "/v1/messages/%2e%2e/%2e%2e/internal/admin", headers=headers)
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    assert response.status == 400 and body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error" and ".." in body["error"]["message"]
+    assert len(teacher.received) == before
+
+
 def test_ordinary_pass_through_paths_still_reach_the_teacher(
     served: tuple[RunningProxy, FakeTeacher],
 ) -> None:
