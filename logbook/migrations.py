@@ -109,15 +109,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         # chat/completions, responses, messages, embeddings, ...; older rows are chat.
         ("ALTER TABLE requests ADD COLUMN endpoint VARCHAR",),
     ),
-    (
-        "the client key that created each stored response and file",
-        # logbook/objects.py: another key is answered 404 for them.
-        (
-            """CREATE TABLE owned_objects (
-                 object_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, key_id VARCHAR,
-                 created_at TIMESTAMP NOT NULL)""",
-        ),
-    ),
 )
 
 

@@ -32,7 +32,6 @@ import pyarrow as pa
 
 from logbook.journal import COMMITTED, Journal, JournalFile, read_rows, write_rejected
 from logbook.migrations import migrate
-from logbook.objects import ObjectOwners
 from logbook.schema import TABLE_COLUMNS, FeedbackRow, RequestRow, Row, arrow_batch, table_of
 from logbook.sealing import SealedSegment, reconcile_segments, seal_table
 from logbook.settings import LogbookSettings
@@ -89,7 +88,6 @@ class Logbook:
         self.degraded: str | None = None  # why capture cannot keep up, or None
         self._queue: collections.deque[Row] = collections.deque()
         self._pending: dict[str, Owner] = {}  # request ids queued but not yet committed
-        self.objects = ObjectOwners(self.run)  # who created each stored response and file
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="logbook")
         self._con: duckdb.DuckDBPyConnection | None = None
         self._write_lock = asyncio.Lock()
@@ -171,8 +169,6 @@ class Logbook:
         if self._con is None:
             self._executor.shutdown()
             return
-        with contextlib.suppress(Exception):
-            await self.objects.settle()
         if not await self.flush():
             log.error("shutdown: %d rows not written; they are in the journal for the next start",
                       len(self._queue))  # fmt: skip

@@ -116,6 +116,7 @@ async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) 
         students=StudentPool(settings.data_dir, settings.students, _remotes(routes, client)),
         router=router,
         drift=backends.drift,
+        owners=backends.owners,
     )
     # Everything imported so far lives as long as the server: keep it out of the cyclic
     # collector's full passes, which otherwise scan it again and again on the request path.

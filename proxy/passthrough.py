@@ -117,7 +117,7 @@ async def _relayed(
         sent = _stream(request, body_read)  # an upload streams on as it arrives
     else:
         body_read.set()
-    listing = lists_files(request.method, endpoint, key)  # filtered whole, not relayed
+    listing = lists_files(state, request.method, endpoint, key)  # filtered whole, not relayed
     try:
         upstream = await until_answered(
             request,
@@ -128,7 +128,7 @@ async def _relayed(
         exchange.status, exchange.outcome = 499, "client_disconnected"
         log_call(state, exchange, t0, kept=False)
         return Response(status_code=499)  # nobody is listening; uvicorn drops it
-    if listing and upstream.status == 200 and upstream.body is not None:
+    if listing and key is not None and upstream.status == 200 and upstream.body is not None:
         upstream.body = await own_files(state, key, upstream.body)
     return Relay(state, exchange, upstream, t0)
 
