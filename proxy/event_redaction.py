@@ -79,7 +79,7 @@ class EventRedactor:
         if parsed is None:  # `[DONE]` ends every channel; a comment or keep-alive none
             return (self._release() if data.strip() == b"[DONE]" else b"") + raw
         changed = False
-        if any(e in data for e in _ESCAPES):
+        if b"\\" in data and (_ESCAPES[0] in data or _ESCAPES[1] in data):
             parsed, changed = self.redactor.strings(parsed)
         slots = list(_slots(parsed))
         released = b"" if slots else self._release(_ended(parsed))
@@ -117,6 +117,8 @@ def _boundary(buffer: bytes) -> int:
 
 def _fields(raw: bytes) -> tuple[bytes, bytes]:
     """(the event's other lines, its data joined) of one event."""
+    if raw.startswith(b"data: ") and raw.endswith(b"\n\n") and raw.count(b"\n") == 2:
+        return b"", raw[6:-2]  # the common event: one data line
     head, data = [], []
     for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
         if line.startswith(b"data:"):
