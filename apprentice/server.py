@@ -29,6 +29,7 @@ from canary.controller import Transition
 from canary.loop import LEASE, CanaryLoop
 from canary.store import history, load_snapshots
 from cluster.control import ControlUnavailable, open_control
+from cluster.objects import ObjectOwners
 from logbook.writer import Logbook
 from monitoring.drift_monitor import DriftMonitor
 from monitoring.metrics import Metrics
@@ -97,6 +98,7 @@ async def backends(config: Config, metrics: Metrics, replica: str) -> AsyncItera
     )
     stop = asyncio.Event()
     loops: list[asyncio.Task[None]] = []
+    owners: ObjectOwners | None = None
     try:
         await canary.open(await logbook.run(_legacy_canary))
         tick_s = min(CANARY_TICK_S, config.cluster.poll_interval_s)
@@ -118,7 +120,9 @@ async def backends(config: Config, metrics: Metrics, replica: str) -> AsyncItera
 
             loops.append(asyncio.create_task(tick_until(stop, STORE_PULL_S, mirror)))
         jobs = ServerJobs(config, logbook, scheduler, scheduling, canary, store.root)
-        yield Backends(logbook=logbook, traffic=traffic, canary=canary, drift=drift, jobs=jobs)
+        owners = ObjectOwners(control)
+        yield Backends(logbook=logbook, traffic=traffic, canary=canary, drift=drift, jobs=jobs,
+                       owners=owners)  # fmt: skip
     finally:
         stop.set()
         for task in loops:
@@ -128,6 +132,8 @@ async def backends(config: Config, metrics: Metrics, replica: str) -> AsyncItera
         with contextlib.suppress(RuntimeError, ControlUnavailable):
             await canary.persist()  # the last transitions
         await canary.step_down()
+        if owners is not None:
+            await owners.settle()
         await logbook.close()
         control.close()
 

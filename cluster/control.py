@@ -185,6 +185,34 @@ class ControlPlane:
 
         return self._db.write(prune)
 
+    # --- owners of stored objects (cluster/objects.py) -----------------------------------
+
+    def bind_objects(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Record (object id, kind, key id) of objects created through the proxy; an object
+        keeps its first owner."""
+        if rows:
+            self._db.write(
+                lambda tx: tx.executemany(
+                    "INSERT INTO owned_objects (object_id, kind, key_id, created_at) "
+                    "VALUES (?, ?, ?, {now}) ON CONFLICT (object_id) DO NOTHING",
+                    list(rows),
+                )
+            )
+
+    def object_owner(self, object_id: str) -> tuple[str, str] | None:
+        """(kind, key id) of an object created through the proxy, or None."""
+        rows = self._db.read(
+            "SELECT kind, key_id FROM owned_objects WHERE object_id = ?", (object_id,)
+        )
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def owned_objects(self, kind: str, key_id: str) -> set[str]:
+        """The ids of every object of `kind` that `key_id` created."""
+        rows = self._db.read(
+            "SELECT object_id FROM owned_objects WHERE key_id = ? AND kind = ?", (key_id, kind)
+        )
+        return {str(r[0]) for r in rows}
+
     # --- the leader lease -------------------------------------------------------------
 
     def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:

@@ -96,6 +96,16 @@ MIGRATIONS: tuple[Migration, ...] = (
                  seen_at DOUBLE PRECISION NOT NULL)""",
         ),
     ),
+    (
+        "the client key that created each stored response and file",
+        # cluster/objects.py: another key is answered 404 for them, on every replica.
+        (
+            """CREATE TABLE owned_objects (
+                 object_id TEXT PRIMARY KEY, kind TEXT NOT NULL, key_id TEXT NOT NULL,
+                 created_at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX owned_objects_by_key ON owned_objects (key_id, kind)",
+        ),
+    ),
 )
 
 _SCHEMA_TABLE = """CREATE TABLE IF NOT EXISTS control_schema (

@@ -120,6 +120,7 @@ async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) 
         students=StudentPool(settings.data_dir, settings.students, _remotes(routes, client)),
         router=router,
         drift=backends.drift,
+        owners=backends.owners,
     )
     # Everything imported so far lives as long as the server: keep it out of the cyclic
     # collector's full passes, which otherwise scan it again and again on the request path.
@@ -168,7 +169,7 @@ async def _stop(state: ProxyState) -> None:
     gc.unfreeze()  # let interpreter shutdown collect what start froze
     if state.background:  # shadow comparisons already started finish and are logged
         await asyncio.wait(state.background, timeout=30)
-    await state.teacher.client.close()
+    await state.teacher.close()
     await state.students.close()
 
 

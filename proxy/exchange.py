@@ -67,7 +67,7 @@ def build_row(exchange: Exchange, pricer: Pricer, redactor: Redactor | None = No
     x = exchange
     request = x.request_body.decode("utf-8", "replace")
     if redactor is not None:
-        request = redactor.text(request)
+        request = redactor.document_text(request)
     response, truncated, stream_error = _response(x)
     if stream_error is not None and x.error is None:
         x.error, x.outcome = stream_error, "upstream_error"
@@ -100,7 +100,7 @@ def build_row(exchange: Exchange, pricer: Pricer, redactor: Redactor | None = No
         upstream_model=_str(response.get("model")) if isinstance(response, dict) else None,
         prompt_fingerprint=prompt_fingerprint((x.chat or x.payload).get("messages")),
         request=request,
-        response=_stored(x, response),
+        response=_stored(x, response, redactor),
         status=x.status,
         outcome=x.outcome,
         error=x.error,
@@ -131,7 +131,14 @@ def parsed_answer(exchange: Exchange) -> dict[str, Any] | None:
     return response if isinstance(response, dict) and _RAW not in response else None
 
 
-def _stored(x: Exchange, response: Any) -> str | None:
+def _stored(x: Exchange, response: Any, redactor: Redactor | None) -> str | None:
+    """The answer as the row keeps it, redacted once more as a whole: a stream's events were
+    redacted one by one, and its reassembled text is checked again here."""
+    stored = _kept(x, response)
+    return stored if stored is None or redactor is None else redactor.document_text(stored)
+
+
+def _kept(x: Exchange, response: Any) -> str | None:
     """The answer as the row keeps it. A JSON body is kept as it came (already redacted, and
     never re-serialised: that costs time and fails on very deep JSON); a reassembled stream as
     its JSON; a body that is not a JSON object as {"raw": its text}."""

@@ -8,12 +8,14 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from logbook.schema import FeedbackRow
 from proxy.errors import ApiError
 from proxy.exchange import now_utc
 from proxy.state import proxy_state
+from proxy.surface import read_body
 
 router = APIRouter()
 
@@ -37,12 +39,16 @@ class FeedbackIn(BaseModel):
 
 
 @router.post("/v1/feedback")
-async def post_feedback(body: FeedbackIn, request: Request) -> dict[str, Any]:
+async def post_feedback(request: Request) -> dict[str, Any]:
     """Record feedback on a request this proxy logged, from the key that made it (or the admin
-    token); 404 when no such request was logged for this caller."""
+    token); 404 when no such request was logged for this caller.
+
+    The caller is known before a byte of the body is read (a stranger's 150 MB costs nothing),
+    and the body is read within server.max_body_bytes and body_timeout_s like every route's."""
     state = proxy_state(request)
     admin = state.auth.is_admin(request)
     caller = None if admin else state.auth.client(request)
+    body = _parsed(await read_body(request, state.settings.server))
     owner = await state.logbook.owner_of(body.request_id)
     # Another key's request is answered as if it did not exist: ids must not be probed.
     if owner is None or not (admin or state.auth.open or owner[1] == caller):
@@ -71,3 +77,12 @@ async def post_feedback(body: FeedbackIn, request: Request) -> dict[str, Any]:
         )
     )
     return {"id": feedback_id, "object": "feedback", "request_id": body.request_id}
+
+
+def _parsed(raw: bytes) -> FeedbackIn:
+    """The feedback fields, or the 422 every body validation error is (one sentence)."""
+    try:
+        return FeedbackIn.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [dict(e) | {"loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from None

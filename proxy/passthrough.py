@@ -14,10 +14,12 @@ they are JSON and no larger than the route's `passthrough_body_limit`, and never
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from starlette.requests import Request
@@ -27,9 +29,17 @@ from starlette.types import Receive, Scope, Send
 from logbook.surfaces import COMPLETIONS, completions_request_to_chat
 from proxy.errors import ApiError
 from proxy.exchange import Exchange, build_row, now_utc, session_hash
+from proxy.ownership import bind_created, check_access, lists_files, own_files
 from proxy.settings import RouteSettings
 from proxy.state import ProxyState, proxy_state
-from proxy.surface import REQUEST_ID, SERVED_BY, read_body, too_deep, until_answered
+from proxy.surface import (
+    REQUEST_ID,
+    SERVED_BY,
+    ClientGone,
+    read_body,
+    too_deep,
+    until_answered,
+)
 from proxy.teacher import Upstream, openai_url
 
 FORWARDED = ("content-type", "accept", "openai-beta")
@@ -53,9 +63,10 @@ async def passthrough(request: Request) -> Response:
     except ApiError as exc:
         state.metrics.client_errors.labels(exc.code or "invalid_request").inc()
         raise
-    endpoint = request.url.path.removeprefix("/v1/")
+    endpoint = confined(request, state)
     if request.method == "GET" and endpoint.startswith("models/"):
         return _model(state, endpoint.removeprefix("models/"))
+    await check_access(state, endpoint, key)
     is_json = request.headers.get("content-type", "").startswith("application/json")
     body: bytes | None = None
     payload: dict[str, Any] = {}
@@ -82,18 +93,67 @@ async def passthrough(request: Request) -> Response:
         chat=completions_request_to_chat(payload) if endpoint == COMPLETIONS else None,
         capture=route.capture and request.headers.get("x-apprentice-capture", "") != "off",
     )  # fmt: skip
+    return await _relayed(request, state, exchange, endpoint, body, t0)
+
+
+async def _relayed(
+    request: Request,
+    state: ProxyState,
+    exchange: Exchange,
+    endpoint: str,
+    body: bytes | None,
+    t0: float,
+) -> Response:
+    """The call sent on to the route's teacher, its answer relayed as it arrives."""
+    route, key = exchange.route, exchange.key_id
     url = openai_url(route, endpoint) + (f"?{request.url.query}" if request.url.query else "")
     headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
     if route.teacher_api_key is not None:
         headers["authorization"] = f"Bearer {route.teacher_api_key.get_secret_value()}"
     headers["accept-encoding"] = "identity"
-    sent: bytes | AsyncIterator[bytes] | None = body if body is not None else _stream(request)
-    if request.method in ("GET", "DELETE", "HEAD"):
-        sent = None
-    upstream = await until_answered(
-        request, state.teacher.send(route, url, sent, headers, "relay", request.method)
-    )
+    body_read = asyncio.Event()
+    sent: bytes | AsyncIterator[bytes] | None = body
+    if body is None and request.method not in ("GET", "DELETE", "HEAD"):
+        sent = _stream(request, body_read)  # an upload streams on as it arrives
+    else:
+        body_read.set()
+    listing = lists_files(state, request.method, endpoint, key)  # filtered whole, not relayed
+    try:
+        upstream = await until_answered(
+            request,
+            state.teacher.send(route, url, sent, headers, not listing and "relay", request.method),
+            body_read,
+        )
+    except ClientGone:  # the client left while the teacher worked: still a row
+        exchange.status, exchange.outcome = 499, "client_disconnected"
+        log_call(state, exchange, t0, kept=False)
+        return Response(status_code=499)  # nobody is listening; uvicorn drops it
+    if listing and key is not None and upstream.status == 200 and upstream.body is not None:
+        upstream.body = await own_files(state, key, upstream.body)
     return Relay(state, exchange, upstream, t0)
+
+
+def confined(request: Request, state: ProxyState) -> str:
+    """The endpoint (the path after /v1/), or a 400 in the caller's shape when it could leave
+    the teacher's base URL: a `.` or `..` segment, decoded as often as it was percent-encoded
+    (any case, twice or more), would take the teacher's key to any path on its host."""
+    endpoint = decoded = request.url.path.removeprefix("/v1/")
+    for _ in range(5):
+        decoded, before = unquote(decoded), decoded
+        if decoded == before:
+            break
+    segments = decoded.replace("\\", "/").split("/")
+    if any(s.split(";", 1)[0].strip() in (".", "..") for s in segments):
+        state.metrics.client_errors.labels("invalid_path").inc()
+        error = ApiError(
+            400,
+            f"The path /v1/{endpoint} has '.' or '..' segments (percent-encoded or not) that "
+            "would leave the teacher's API; call the endpoint by its plain path.",
+            code="invalid_path",
+        )
+        error.anthropic = "anthropic-version" in request.headers  # an Anthropic SDK's call
+        raise error
+    return endpoint
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -140,9 +200,10 @@ def _template(endpoint: str) -> str:
     return "/".join("{id}" if _ID.match(part) else part for part in endpoint.split("/"))
 
 
-async def _stream(request: Request) -> AsyncIterator[bytes]:
+async def _stream(request: Request, read: asyncio.Event) -> AsyncIterator[bytes]:
     async for chunk in request.stream():
         yield chunk
+    read.set()
 
 
 def _model(state: ProxyState, name: str) -> Response:
@@ -200,23 +261,28 @@ class Relay(Response):
                 self._finish(keep and size <= limit)
 
     def _finish(self, kept: bool) -> bool:
-        x, state = self.exchange, self.state
-        if x.chunks and not x.stream:  # a whole JSON body that arrived in pieces
-            x.response_body, x.chunks = b"".join(x.chunks), []
-        if not kept:
-            x.response_body, x.chunks = None, []
-        if x.endpoint != COMPLETIONS and len(x.request_body) > x.route.passthrough_body_limit:
-            x.request_body = orjson.dumps({"_apprentice": "request body not kept",
-                                           "bytes": len(x.request_body)})  # fmt: skip
-        x.latency_s = time.perf_counter() - self.t0
-        try:
-            row = build_row(x, state.pricer, state.redactor)
-            family = x.endpoint.split("/")[0]
-            family = family if family in FAMILIES else "other"
-            state.metrics.passthrough.labels(x.route.name, family, x.outcome).inc()
-            state.accounting.count(row)
-            if x.capture:
-                state.logbook.submit(row)
-        except Exception:  # capture must never fail an answered request
-            state.metrics.capture_failures.inc()
-        return True
+        return log_call(self.state, self.exchange, self.t0, kept)
+
+
+def log_call(state: ProxyState, x: Exchange, t0: float, kept: bool) -> bool:
+    """Build, count and queue the row of a finished (or abandoned) call; never raises."""
+    if x.chunks and not x.stream:  # a whole JSON body that arrived in pieces
+        x.response_body, x.chunks = b"".join(x.chunks), []
+    if not kept:
+        x.response_body, x.chunks = None, []
+    if x.endpoint != COMPLETIONS and len(x.request_body) > x.route.passthrough_body_limit:
+        x.request_body = orjson.dumps({"_apprentice": "request body not kept",
+                                       "bytes": len(x.request_body)})  # fmt: skip
+    x.latency_s = time.perf_counter() - t0
+    try:
+        row = build_row(x, state.pricer, state.redactor)
+        bind_created(state, x, row)
+        family = x.endpoint.split("/")[0]
+        family = family if family in FAMILIES else "other"
+        state.metrics.passthrough.labels(x.route.name, family, x.outcome).inc()
+        state.accounting.count(row)
+        if x.capture:
+            state.logbook.submit(row)
+    except Exception:  # capture must never fail an answered request
+        state.metrics.capture_failures.inc()
+    return True

@@ -29,6 +29,7 @@ from proxy.teacher import Teacher
 
 if TYPE_CHECKING:
     from canary.loop import CanaryLoop
+    from cluster.objects import ObjectOwners
     from proxy.admin_jobs import Jobs
 
 
@@ -41,6 +42,7 @@ class Backends:
     canary: CanaryLoop | None = None
     drift: DriftMonitor | None = None
     jobs: Jobs | None = None
+    owners: ObjectOwners | None = None  # who created each stored response and file
 
 
 @dataclass
@@ -55,6 +57,7 @@ class ProxyState:
     redactor: Redactor
     router: Router | None = None
     drift: DriftMonitor | None = None
+    owners: ObjectOwners | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)  # shadows in flight
 
     def __post_init__(self) -> None:

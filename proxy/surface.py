@@ -28,6 +28,7 @@ from starlette.responses import Response
 
 from proxy.errors import ApiError
 from proxy.exchange import Exchange, build_row, now_utc, session_hash
+from proxy.ownership import bind_created
 from proxy.relay import RelayResponse
 from proxy.settings import ServerSettings
 from proxy.shadow import schedule_shadow
@@ -103,17 +104,22 @@ async def guarded(begun: Begun, answer: Callable[[], Awaitable[Response]]) -> Re
         raise ApiError(500, exchange.error, "server_error", code="internal_error") from None
 
 
-async def until_answered(request: Request, work: Awaitable[T]) -> T:
+async def until_answered(
+    request: Request, work: Awaitable[T], body_read: asyncio.Event | None = None
+) -> T:
     """`work`'s result, or ClientGone (with `work` cancelled) when the client leaves first.
 
     `work` runs in the caller's task; one watcher task waits for the disconnect and cancels it
-    (a task per side and `asyncio.wait` cost three times as much per request)."""
+    (a task per side and `asyncio.wait` cost three times as much per request). A body that
+    `work` itself streams on sets `body_read` at its end: the watcher must not take its chunks."""
     current = asyncio.current_task()
     assert current is not None
     gone = False
 
     async def watch() -> None:
         nonlocal gone
+        if body_read is not None:
+            await body_read.wait()
         # The body has been read: the only message left to receive is the disconnect.
         while (await request.receive())["type"] != "http.disconnect":
             pass
@@ -168,6 +174,7 @@ def finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
 def _finish(state: ProxyState, exchange: Exchange, t0: float) -> None:
     exchange.latency_s = time.perf_counter() - t0
     row = build_row(exchange, state.pricer, state.redactor)
+    bind_created(state, exchange, row)
     route = exchange.route.name
     try:
         if (state.router is not None and exchange.shadow_version and exchange.outcome == "ok"

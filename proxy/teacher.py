@@ -29,7 +29,8 @@ import orjson
 
 from monitoring.metrics import Metrics
 from proxy.errors import error_body, provider_message
-from proxy.redaction import Redactor
+from proxy.event_redaction import EventRedactor
+from proxy.redaction import Redactor, StreamRedactor
 from proxy.settings import RouteSettings
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
@@ -73,6 +74,7 @@ class Teacher:
         self.client = client
         self.metrics = metrics
         self.redactor = redactor
+        self._fresh: aiohttp.ClientSession | None = None  # for requests a closed pool lost
 
     async def call(self, route: RouteSettings, payload: dict[str, Any], stream: bool) -> Upstream:
         """Send one chat completion to the route's teacher; errors come back as `Upstream`."""
@@ -131,10 +133,7 @@ class Teacher:
         for attempt in range(tries):
             last = attempt == tries - 1
             try:
-                response = await self.client.request(
-                    method, url, data=body, headers=headers, timeout=timeout,
-                    allow_redirects=False,
-                )  # fmt: skip
+                response = await self._request(route, method, url, body, headers, timeout)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 if isinstance(exc, aiohttp.ServerTimeoutError) and not isinstance(
                     exc, aiohttp.ConnectionTimeoutError
@@ -159,6 +158,46 @@ class Teacher:
             return _no_more_tries(route, answer) if answer.status in RETRY_STATUSES else answer
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _request(
+        self,
+        route: RouteSettings,
+        method: str,
+        url: str,
+        body: bytes | AsyncIterator[bytes] | None,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """The teacher's response head. A pooled connection the teacher closed before any byte
+        of its answer (closed after its last answer, or by an idle timeout racing this reuse)
+        is not the teacher failing: the request goes again at once on a new connection, outside
+        the route's retries (a streamed body cannot be sent twice)."""
+        try:
+            return await self.client.request(
+                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError) or not isinstance(body, bytes | None):
+                raise  # the teacher cannot be reached at all: the ordinary retries decide
+            self.metrics.teacher_retries.labels(route.name, "connection_closed").inc()
+            return await self._fresh_client().request(
+                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
+
+    def _fresh_client(self) -> aiohttp.ClientSession:
+        """A client whose every request opens a new connection (made on first need)."""
+        if self._fresh is None:
+            self._fresh = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True, limit=0),
+                auto_decompress=False,
+                skip_auto_headers=("user-agent",),
+            )
+        return self._fresh
+
+    async def close(self) -> None:
+        await self.client.close()
+        if self._fresh is not None:
+            await self._fresh.close()
+
     async def _answer(
         self,
         route: RouteSettings,
@@ -175,10 +214,11 @@ class Teacher:
             # (No content-length: redaction may change the length; the relay is chunked.)
             if stream == "relay" and "content-disposition" in response.headers:
                 headers["content-disposition"] = response.headers["content-disposition"]
-            chunks = _chunks(response, self.redactor, limit)
+            events = headers["content-type"].startswith("text/event-stream")
+            chunks = _chunks(response, self.redactor, limit, events)
             return Upstream(response.status, headers, chunks=chunks, close=_closer(response))
         try:
-            body = self.redactor.bytes(await _read(response, route.max_response_bytes))
+            body = self.redactor.document(await _read(response, route.max_response_bytes))
         except UpstreamTooLarge:
             return self._too_large(route)
         except TimeoutError as exc:
@@ -272,7 +312,7 @@ class Teacher:
         if not stream:
             body = self.redactor.bytes(_dump(result))
             return Upstream(200, {"content-type": "application/json"}, body=body)
-        chunks = _redacted(_sse(result), self.redactor, route.max_response_bytes)
+        chunks = _redacted(_sse(result), self.redactor, route.max_response_bytes, events=True)
         return Upstream(200, {"content-type": "text/event-stream"}, chunks=chunks)
 
 
@@ -296,7 +336,7 @@ def _no_more_tries(route: RouteSettings, upstream: Upstream) -> Upstream:
 
 
 async def _chunks(
-    response: aiohttp.ClientResponse, redactor: Redactor, limit: int
+    response: aiohttp.ClientResponse, redactor: Redactor, limit: int, events: bool
 ) -> AsyncIterator[bytes]:
     """The body as it arrives (transfer encoding removed), redacted, up to `limit` bytes."""
 
@@ -304,14 +344,19 @@ async def _chunks(
         async for data in response.content.iter_any():
             yield data
 
-    async for data in _redacted(raw(), redactor, limit):
+    async for data in _redacted(raw(), redactor, limit, events):
         yield data
 
 
 async def _redacted(
-    chunks: AsyncIterator[bytes], redactor: Redactor, limit: int
+    chunks: AsyncIterator[bytes], redactor: Redactor, limit: int, events: bool
 ) -> AsyncIterator[bytes]:
-    stream, size = redactor.stream(), 0
+    """An event stream is redacted on the text its events add up to (`proxy.event_redaction`),
+    any other on its bytes."""
+    stream: StreamRedactor | EventRedactor = (
+        redactor.stream() if not events else (EventRedactor(redactor))
+    )
+    size = 0
     async for data in chunks:
         size += len(data)
         if size > limit:

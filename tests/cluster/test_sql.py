@@ -15,7 +15,7 @@ from cluster.sql import MIGRATIONS, POSTGRES, SQLITE
 from cluster.urls import parse_control_url
 
 TABLES = {"control_schema", "canary_snapshots", "canary_transitions", "traffic", "leases",
-          "replicas"}  # fmt: skip
+          "replicas", "owned_objects"}  # fmt: skip
 
 
 def raw(url: str, statement: str) -> list[tuple[Any, ...]]:

@@ -23,6 +23,7 @@ class Voice(Protocol):
     model: str
     answer: Callable[[dict[str, Any]], object] | None
     mutate: Callable[[dict[str, Any]], dict[str, Any]] | None
+    delta_chars: int | None  # stream text in pieces of this many characters (None: per word)
 
 
 def reply_text(voice: Voice, payload: dict[str, Any], said: str, *, json_mode: bool) -> str:
@@ -45,8 +46,11 @@ def weather_arguments() -> str:
     return json.dumps(WEATHER_ARGUMENTS)
 
 
-def word_pieces(text: str) -> list[str]:
-    """The text as stream deltas, one per word, that join back to exactly the text."""
+def word_pieces(text: str, size: int | None = None) -> list[str]:
+    """The text as stream deltas, one per word (or per `size` characters: a word split across
+    events), that join back to exactly the text."""
+    if size is not None:
+        return [text[i : i + size] for i in range(0, len(text), size)] or [""]
     words = text.split(" ")
     return [w if i == 0 else " " + w for i, w in enumerate(words)]
 

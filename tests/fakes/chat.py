@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from tests.fakes.answers import Voice, finished, weather_arguments
+from tests.fakes.answers import Voice, finished, weather_arguments, word_pieces
 from tests.fakes.errors import ApiError
 from tests.fakes.wire import DONE, Reply, sse
 
@@ -134,15 +134,13 @@ class ChatApi:
             out.append(base | {"choices": [{"index": i, "delta": delta}]})
         return out
 
-    @staticmethod
-    def _content_chunks(base: dict[str, Any], choice: dict[str, Any]) -> list[dict[str, Any]]:
+    def _content_chunks(self, base: dict[str, Any], choice: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
-        words = choice["message"]["content"].split(" ")
-        for j, word in enumerate(words):
-            piece = word if j == 0 else " " + word
+        pieces = word_pieces(choice["message"]["content"], self.voice.delta_chars)
+        for j, piece in enumerate(pieces):
             c: dict[str, Any] = {"index": choice["index"], "delta": {"content": piece}}
             c["finish_reason"] = None
-            if choice.get("logprobs"):
+            if choice.get("logprobs") and j < len(choice["logprobs"]["content"]):
                 c["logprobs"] = {"content": [choice["logprobs"]["content"][j]]}
             out.append(base | {"choices": [c]})
         return out

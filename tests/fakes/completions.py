@@ -36,7 +36,9 @@ class CompletionsApi:
         if not payload.get("stream"):
             return Reply(body=completion)
         include_usage = (payload.get("stream_options") or {}).get("include_usage")
-        chunks = completion_chunks(completion, include_usage=bool(include_usage))
+        chunks = completion_chunks(
+            completion, include_usage=bool(include_usage), size=self.voice.delta_chars
+        )
         return Reply(stream=b"".join(sse(c) for c in chunks) + DONE)
 
     def completion(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -83,12 +85,14 @@ def prompts(prompt: Any) -> list[str]:
     return [p if isinstance(p, str) else " ".join(map(str, p)) for p in prompt]
 
 
-def completion_chunks(completion: dict[str, Any], *, include_usage: bool) -> list[dict[str, Any]]:
+def completion_chunks(
+    completion: dict[str, Any], *, include_usage: bool, size: int | None = None
+) -> list[dict[str, Any]]:
     base = {k: completion[k] for k in ("id", "object", "created", "model")}
     out = []
     for choice in completion["choices"]:
         at = {"index": choice["index"], "logprobs": None}
-        for piece in word_pieces(choice["text"]):
+        for piece in word_pieces(choice["text"], size):
             out.append(base | {"choices": [{"text": piece} | at | {"finish_reason": None}]})
         last = {"text": ""} | at | {"finish_reason": choice["finish_reason"]}
         out.append(base | {"choices": [last]})

@@ -45,7 +45,7 @@ class MessagesApi:
             raise ApiError(400, "messages: at least one message is required")
         message = finished(self.voice, self.message(payload))
         if payload.get("stream"):
-            return Reply(stream=typed_sse(message_events(message)))
+            return Reply(stream=typed_sse(message_events(message, self.voice.delta_chars)))
         return Reply(body=message)
 
     def count(self, payload: dict[str, Any]) -> Reply:
@@ -126,7 +126,7 @@ def usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
     }
 
 
-def message_events(message: dict[str, Any]) -> list[dict[str, Any]]:
+def message_events(message: dict[str, Any], size: int | None = None) -> list[dict[str, Any]]:
     """The stream of a finished message, in the order Anthropic sends it."""
     # message_start counts the first output token; message_delta carries the final count.
     start_usage = message["usage"] | {"output_tokens": 1}
@@ -136,7 +136,8 @@ def message_events(message: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"type": "content_block_start", "index": index, "content_block": opened(block)})
         if index == 0:
             out.append({"type": "ping"})
-        out += [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas(block)]
+        pieces = deltas(block, size)
+        out += [{"type": "content_block_delta", "index": index, "delta": d} for d in pieces]
         out.append({"type": "content_block_stop", "index": index})
     stopped = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
     usage_delta = {"output_tokens": message["usage"]["output_tokens"]}
@@ -152,9 +153,9 @@ def opened(block: dict[str, Any]) -> dict[str, Any]:
     return block | {"text": ""}
 
 
-def deltas(block: dict[str, Any]) -> list[dict[str, Any]]:
+def deltas(block: dict[str, Any], size: int | None = None) -> list[dict[str, Any]]:
     if block["type"] == "tool_use":
         # Anthropic opens a tool's input with an empty piece, then the JSON in cuts.
         pieces = ["", *halves(json.dumps(block["input"]))]
         return [{"type": "input_json_delta", "partial_json": p} for p in pieces]
-    return [{"type": "text_delta", "text": p} for p in word_pieces(block["text"])]
+    return [{"type": "text_delta", "text": p} for p in word_pieces(block["text"], size)]

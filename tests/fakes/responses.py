@@ -53,7 +53,11 @@ class ResponsesApi:
         if not payload.get("stream"):
             return Reply(body=response)
         obfuscate = (payload.get("stream_options") or {}).get("include_obfuscation", True)
-        return Reply(stream=typed_sse(response_events(response, obfuscate=obfuscate)))
+        return Reply(
+            stream=typed_sse(
+                response_events(response, obfuscate=obfuscate, size=self.voice.delta_chars)
+            )
+        )
 
     def retrieve(self, response_id: str) -> Reply:
         return Reply(body=self._stored(response_id))
@@ -227,7 +231,9 @@ def response_object(
     }
 
 
-def response_events(response: dict[str, Any], *, obfuscate: bool = True) -> list[dict[str, Any]]:
+def response_events(
+    response: dict[str, Any], *, obfuscate: bool = True, size: int | None = None
+) -> list[dict[str, Any]]:
     """The stream of a finished response, in the order OpenAI sends it."""
     numbers = itertools.count()
 
@@ -245,13 +251,17 @@ def response_events(response: dict[str, Any], *, obfuscate: bool = True) -> list
     out = [event("response.created", response=opening)]
     out.append(event("response.in_progress", response=opening))
     for index, item in enumerate(response["output"]):
-        out += _item_events(event, pad, index, item)
+        out += _item_events(event, pad, index, item, size)
     out.append(event(CLOSING.get(response["status"], "response.completed"), response=response))
     return out
 
 
 def _item_events(
-    event: Event, pad: Callable[[str], dict[str, str]], index: int, item: dict[str, Any]
+    event: Event,
+    pad: Callable[[str], dict[str, str]],
+    index: int,
+    item: dict[str, Any],
+    size: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     if item["type"] == "function_call":
         yield from _call_events(event, pad, index, item)
@@ -262,7 +272,7 @@ def _item_events(
     for content_index, part in enumerate(item["content"]):
         at = where | {"content_index": content_index}
         yield event("response.content_part.added", **at, part=part | {"text": ""})
-        for piece in word_pieces(part["text"]):
+        for piece in word_pieces(part["text"], size):
             yield event("response.output_text.delta", **at, delta=piece, logprobs=[], **pad(piece))
         yield event("response.output_text.done", **at, text=part["text"], logprobs=[])
         yield event("response.content_part.done", **at, part=part)

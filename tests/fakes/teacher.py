@@ -29,6 +29,7 @@ from tests.fakes import embeddings
 from tests.fakes.chat import ChatApi
 from tests.fakes.completions import CompletionsApi
 from tests.fakes.errors import ApiError, ErrorShape, anthropic_error, openai_error
+from tests.fakes.files import FilesApi
 from tests.fakes.messages import MessagesApi
 from tests.fakes.responses import ResponsesApi
 from tests.fakes.wire import (
@@ -79,6 +80,7 @@ class Route:
     handler: Callable[[Call], Reply]
     anthropic: bool = False  # errors in Anthropic's shape
     spares_failures: bool = False  # never consumes a queued Failure (a health probe)
+    any_body: bool = False  # takes a body that is not JSON (a multipart upload)
 
 
 @dataclass
@@ -94,6 +96,11 @@ class FakeTeacher(LoopbackServer):
     received: list[Received] = field(default_factory=list)
     answer: Any = None  # optional callable(request_body) -> str content, on every surface
     mutate: Any = None  # optional callable(answer dict) -> dict: odd answers on purpose
+    delta_chars: int | None = None  # stream text in pieces of this many characters
+    # Connections the teacher closes: "announced" (Connection: close), "after_answer" (closed
+    # right after answering, unannounced), "on_reuse" (a kept-alive connection's next request
+    # is met with a close, as when an idle timeout races the client's reuse).
+    closes: str | None = None
     streams_aborted: int = 0  # streams the other side closed before the end
     cut_streams_after: int | None = None  # write this many pieces of a stream, then hang up
 
@@ -106,6 +113,7 @@ class FakeTeacher(LoopbackServer):
         self.responses = ResponsesApi(self)
         self.messages = MessagesApi(self)
         self.completions = CompletionsApi(self)
+        self.files = FilesApi()
         self.routes = self._routes()
 
     def fail_next(self, *failures: Failure) -> None:
@@ -151,6 +159,10 @@ class FakeTeacher(LoopbackServer):
                 anthropic=True,
             ),
             route("POST", r"/messages", lambda c: self.messages.create(c.payload), anthropic=True),
+            route("POST", r"/files", lambda c: self.files.create(c.request), any_body=True),
+            route("GET", r"/files", lambda c: self.files.list()),
+            route("GET", r"/files/(?P<id>[^/]+)", lambda c: self.files.retrieve(c.params["id"])),
+            route("DELETE", r"/files/(?P<id>[^/]+)", lambda c: self.files.delete(c.params["id"])),
         ]
 
     def _match(self, request: Request) -> tuple[Route | None, dict[str, str]]:
@@ -179,8 +191,14 @@ class FakeTeacher(LoopbackServer):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            while await self._respond(await read_request(reader), writer):
-                pass
+            served = 0
+            while True:
+                request = await read_request(reader)
+                if self.closes == "on_reuse" and served:
+                    break
+                served += 1
+                if not await self._respond(request, writer) or self.closes == "after_answer":
+                    break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         except ValueError:  # a request line or a chunk size that is not HTTP: hang up
@@ -202,6 +220,8 @@ class FakeTeacher(LoopbackServer):
         anthropic = "anthropic-version" in request.headers or bool(route and route.anthropic)
         shape: ErrorShape = anthropic_error if anthropic else openai_error
         headers = {"x-request-id": f"fake-{len(self.received)}"}
+        if self.closes == "announced":
+            headers["connection"] = "close"
         if anthropic:
             headers["request-id"] = f"req_fake{len(self.received):020d}"
         if self.failures and not (route and route.spares_failures):
@@ -222,13 +242,13 @@ class FakeTeacher(LoopbackServer):
             reply = Reply(reply.status, error)
         if not await self._send(w, reply, headers):
             return False
-        return request.keep_alive
+        return request.keep_alive and self.closes != "announced"
 
     async def _reply(self, route: Route | None, call: Call, is_json: bool) -> Reply | ApiError:
         request = call.request
         if route is None:
             return ApiError(404, f"Invalid URL ({request.method} {request.path})")
-        if not is_json:
+        if not is_json and not route.any_body:
             return ApiError(
                 400, "We could not parse the JSON body of your request: it is not a JSON object."
             )
