@@ -36,6 +36,7 @@ class StageOutput:
     reference: Reference
     skipped: list[dict[str, str]] = field(default_factory=list)
     novel: NovelSlice = field(default_factory=NovelSlice)
+    skipped_total: int | None = None  # when `skipped` lists only the first ones
 
 
 def run_stages(

@@ -1,0 +1,188 @@
+"""The curation stages as a plan over the sealed log, in bounded memory, for any number of rows.
+
+`curation.pipeline` runs the stages on a Python list of every pair: simple, and the reference
+the tests compare with, but it holds ~8 KB per logged row. Here the same stages run so that
+memory does not grow with the log:
+
+1. DuckDB counts the rows, finds repeated ids and each task's newest partition, and streams
+   the latest rows to Python in batches (`curation.scan`), under a memory limit, spilling to
+   a work folder past it.
+2. Each batch goes through the row-local stages (select, quality, feedback, scrub) and leaves
+   only a few columns per surviving pair in an on-disk work table (`curation.rows`).
+3. Dedupe (`curation.groups`) and balance (`curation.caps`) run as SQL over the work table.
+4. Only the rows balance keeps are read again and rebuilt as pairs (the same row-local
+   stages, deterministic, so the pair is the one step 2 saw); the novel slice, the split and
+   the reference statistics run on them as in the pipeline. `CurationSettings.max_rows`
+   bounds how many that is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from curation.caps import Balanced, balance_rows
+from curation.feedback import Verdict, load_feedback, pair_verdicts
+from curation.groups import group_rows
+from curation.novel import hold_out_novel
+from curation.pairs import Pair
+from curation.pipeline import StageOutput
+from curation.reference import reference_stats
+from curation.report import StageReport
+from curation.rows import WORK_SCHEMA, RowContext, curated, work_columns
+from curation.scan import Resources, Scope, configure, count_rows, latest_batches, partitions
+from curation.scan import register as register
+from curation.settings import CurationSettings
+from curation.split import PriorEval, split_pairs
+from logbook.segments import Source, open_segments
+
+ROW_STAGES = ("select", "quality", "feedback", "scrub")
+
+
+def run_plan(
+    source: Source,
+    scope: Scope,
+    settings: CurationSettings,
+    prior: PriorEval,
+    resources: Resources = Resources(),
+    advance: Callable[[str], None] = lambda name: None,
+) -> StageOutput:
+    """Run every stage on the rows in `scope` out of core; same output as `run_stages`."""
+    work = Path(tempfile.mkdtemp(prefix="apprentice-curate-", dir=resources.temp_dir))
+    con = open_segments(source, scope.route)
+    try:
+        configure(con, resources, work / "spill")
+        con.execute(f"ATTACH '{work / 'work.duckdb'}' AS w")
+        return _stages(con, scope, settings, prior, resources, advance)
+    finally:
+        con.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _stages(
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    settings: CurationSettings,
+    prior: PriorEval,
+    resources: Resources,
+    advance: Callable[[str], None],
+) -> StageOutput:
+    rows_read, repeated = count_rows(con, scope)
+    ctx = RowContext(settings, partitions(con, scope), load_feedback(con, scope.route))
+    ctx.by_pair = _pair_verdicts(con, scope, ctx, resources)
+    _fill_work(con, scope, ctx, resources)
+    reports = [_select_report(ctx, rows_read, repeated)]
+    reports += [ctx.tally.report(name) for name in ROW_STAGES[1:]]
+    for name in ROW_STAGES:
+        advance(name)
+    reports.append(group_rows(con, settings))
+    advance("dedupe")
+    register(con, "prior_ids", pa.table({"request_id": pa.array(sorted(prior.request_ids), pa.string())}))
+    balanced = balance_rows(con, settings, resources)
+    reports.append(balanced.report)
+    advance("balance")
+    pairs = _kept_pairs(con, scope, ctx, balanced, resources)
+    novel, report = hold_out_novel(pairs, settings, prior.novel_keys)
+    reports.append(report)
+    advance("novel")
+    train, evaluation, report = split_pairs(pairs, settings, prior, novel.request_ids)
+    reports.append(report)
+    advance("split")
+    reference = reference_stats(train, settings)
+    advance("reference")
+    out = StageOutput(
+        rows_read, train, evaluation, reports, balanced.clusters, reference, ctx.skipped, novel
+    )
+    out.skipped_total = ctx.skipped_total
+    return out
+
+
+def _select_report(ctx: RowContext, rows_read: int, repeated: int) -> StageReport:
+    summed = ctx.tally.report("select")
+    dropped = Counter(summed.dropped)
+    if repeated:
+        dropped["repeated_id"] = repeated
+    return StageReport.of("select", rows_read, summed.rows_out, dropped, Counter())
+
+
+def _pair_verdicts(
+    con: duckdb.DuckDBPyConnection, scope: Scope, ctx: RowContext, resources: Resources
+) -> dict[str, Verdict]:
+    """The latest verdict per (prompt, answer) pair, over every rated row that reaches the
+    feedback stage: a batch alone cannot see a copy rated in another batch."""
+    if not ctx.verdicts:
+        return {}
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE rated AS SELECT DISTINCT request_id FROM feedback "
+        "WHERE route = ?",
+        [scope.route],
+    )
+    probe = RowContext(ctx.settings, ctx.partitions, ctx.verdicts)
+    pairs: list[Pair] = []
+    extra = "request_id IN (SELECT request_id FROM rated)"
+    for batch in latest_batches(con, scope, resources.batch_rows, extra):
+        pairs += curated(batch, probe, feedback=False)
+    return pair_verdicts(pairs, ctx.verdicts)
+
+
+def _fill_work(
+    con: duckdb.DuckDBPyConnection, scope: Scope, ctx: RowContext, resources: Resources
+) -> None:
+    """Stream every latest row through the row-local stages into the work table `w.work`."""
+    register(con, "work_shape", WORK_SCHEMA.empty_table())
+    con.execute("CREATE TABLE w.work AS SELECT * FROM work_shape")
+    writer = con.cursor()  # the reading connection is busy streaming until the last batch
+    pos = 0
+    for batch in latest_batches(con, scope, resources.batch_rows):
+        seqs = dict(zip(batch.column("request_id").to_pylist(), batch.column("seq").to_pylist()))
+        pairs = curated(batch, ctx)
+        if not pairs:
+            continue
+        writer.register("work_batch", work_columns(pairs, seqs, pos, ctx.settings))
+        writer.execute("INSERT INTO w.work SELECT * FROM work_batch")
+        writer.unregister("work_batch")
+        pos += len(pairs)
+    writer.close()
+
+
+def _kept_pairs(
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    ctx: RowContext,
+    balanced: Balanced,
+    resources: Resources,
+) -> list[Pair]:
+    """The rows balance kept, rebuilt as pairs with their cluster, weight and dedupe group."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE final AS SELECT w.request_id, w.seq, k.cid, b.grp, "
+        "b.oldest FROM kept k JOIN w.work w USING (pos) JOIN best b ON b.pos = k.pos"
+    )
+    members = dict(
+        con.execute(
+            "SELECT g.grp, list(w.request_id ORDER BY w.started_at, w.request_id) "
+            "FROM grouped g JOIN w.work w USING (pos) WHERE g.grp IN (SELECT grp FROM final) "
+            "GROUP BY g.grp"
+        ).fetchall()
+    )
+    facts = {rid: (cid, grp, oldest) for rid, _, cid, grp, oldest in
+             con.execute("SELECT * FROM final").fetchall()}  # fmt: skip
+    rebuild = RowContext(ctx.settings, ctx.partitions, ctx.verdicts, ctx.by_pair)
+    extra = "EXISTS (SELECT 1 FROM final f WHERE f.request_id = r.request_id AND f.seq = r.seq)"
+    pairs: list[Pair] = []
+    for batch in latest_batches(con, scope, resources.batch_rows, extra):
+        for pair in curated(batch, rebuild):
+            cid, grp, oldest = facts[pair.request_id]
+            pair.cluster = cid
+            pair.weight *= balanced.factors.get(cid, 1.0)
+            pair.group_id = hashlib.blake2b(oldest.encode(), digest_size=8).hexdigest()
+            pair.group_members = list(members[grp])
+            pairs.append(pair)
+    pairs.sort(key=lambda p: (p.started_at, p.request_id))
+    return pairs
