@@ -236,6 +236,37 @@ def curate(
 
 
 @app.command()
+def compact(
+    route: Annotated[str, typer.Option("--route", help="Route whose segments to compact.")],
+    config: ConfigOption = Path("apprentice.toml"),
+    grace_s: Annotated[
+        float, typer.Option(help="Seconds a replaced file stays for readers that listed it.")
+    ] = 3600.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Merge the route's small sealed segments per day into one (works beside `serve`)."""
+    from logbook.compaction import compact_route
+
+    cfg = _config(config)
+    _route(cfg, route)
+    store = _pulled(cfg)
+    if store.remote:
+        err.print(
+            "[red]error:[/red] compaction rewrites files in place under the store's root; run "
+            "it where the segments live (a shared directory), not on an object store's mirror."
+        )
+        raise typer.Exit(1)
+    report = compact_route(store.root, route, grace_s=grace_s)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        console.print(
+            f"route {route}: merged {report.replaced} files into {report.merged} "
+            f"({report.rows} rows); deleted {report.deleted} replaced files past the grace period"
+        )
+
+
+@app.command()
 def retrain(
     route: Annotated[str, typer.Option("--route", help="Route to train a student for.")],
     config: ConfigOption = Path("apprentice.toml"),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from logbook.compaction import replaced_by
 from logbook.schema import TABLE_COLUMNS
 from logbook.sealing import SEGMENT_DIRS, parse_part, unreadable
 from store.store import Store
@@ -59,13 +60,30 @@ def segment_files(
         return []
     pattern = f"route={route}/date=*/*.parquet" if route else "route=*/date=*/*.parquet"
     files = []
+    replaced: set[Path] = set()
     for path in sorted(root.glob(pattern), key=lambda p: p.name):
         reason = _problem(path, table)
         if reason is None:
             files.append(path)
+            replaced.update(path.parent / name for name in _replaces(path))
         elif skipped is not None:
             skipped.append(Skipped(path, reason))
-    return files
+    # A compacted segment holds the rows of the files it names (logbook.compaction), which
+    # may linger for a while: reading both would count their rows twice.
+    return [p for p in files if p not in replaced]
+
+
+def _replaces(path: Path) -> tuple[str, ...]:
+    try:
+        stat = path.stat()
+        return _replaces_cached(str(path), stat.st_size, stat.st_mtime_ns)
+    except OSError:  # deleted since it was listed (compaction's grace is over): skip nothing
+        return ()
+
+
+@functools.lru_cache(maxsize=65_536)
+def _replaces_cached(path: str, size: int, mtime_ns: int) -> tuple[str, ...]:
+    return tuple(replaced_by(Path(path)))
 
 
 def _problem(path: Path, table: str) -> str | None:
