@@ -46,7 +46,9 @@ def balance_rows(
     if not sizes:
         con.execute("CREATE OR REPLACE TEMP TABLE kept AS SELECT pos, cid FROM clustered")
         return Balanced(StageReport.of("balance", 0, 0, Counter(), Counter()), [], {})
-    cap = cluster_cap(list(sizes.values()), settings.cluster_cap_share, settings.cluster_cap_min_rows)
+    cap = cluster_cap(
+        list(sizes.values()), settings.cluster_cap_share, settings.cluster_cap_min_rows
+    )
     cap = within_max_rows(list(sizes.values()), cap, settings.max_rows)
     _rank(con)
     con.execute(

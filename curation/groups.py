@@ -104,7 +104,5 @@ def _matrix(column: pa.Array, width: int) -> np.ndarray:
 def _components(u: np.ndarray, v: np.ndarray) -> pa.Table:
     """(pos, grp) of every row on a confirmed edge; grp is its component's smallest pos."""
     nodes = np.unique(np.concatenate([u, v]))
-    labels = connected_components(
-        len(nodes), np.searchsorted(nodes, u), np.searchsorted(nodes, v)
-    )
+    labels = connected_components(len(nodes), np.searchsorted(nodes, u), np.searchsorted(nodes, v))
     return pa.table({"pos": nodes.astype(np.int64), "grp": nodes[labels].astype(np.int64)})

@@ -34,11 +34,12 @@ from curation.output import dataset_table, read_prior_eval
 from curation.pipeline import StageOutput
 from curation.plan import run_plan
 from curation.report import CurationResult
-from curation.scan import Resources, Scope
+from curation.scan import DEFAULT_RESOURCES, Resources, Scope
 from curation.settings import CurationSettings
 from logbook.segments import Skipped, segment_files
 
 MANIFEST_FORMAT = 1
+STATE_DIR = ".curation-state"  # per route: the watermark and reservoir (curation.watermark)
 SKIPPED_LISTED = 1000  # unreadable row ids listed in the manifest; the total is always kept
 
 
@@ -54,7 +55,7 @@ def run_curation(
     task: str | None = None,
     since: datetime | None = None,
     progress: bool = False,
-    resources: Resources = Resources(),
+    resources: Resources = DEFAULT_RESOURCES,
 ) -> CurationResult:
     """Curate `route`'s sealed log into the next dataset version under `data_dir/datasets`.
 
@@ -115,7 +116,9 @@ def _run(
 ) -> StageOutput:
     prior = read_prior_eval(data_dir, route)
     with _progress(progress) as advance:
-        return run_plan(data_dir, Scope(route, task, since), settings, prior, resources, advance)
+        scope = Scope(route, task, since)
+        state = data_dir / STATE_DIR / route if resources.incremental else None
+        return run_plan(data_dir, scope, settings, prior, resources, advance, state)
 
 
 def _sources(data_dir: Path, route: str, skipped: list[Skipped]) -> dict[str, list[str]]:
@@ -218,7 +221,12 @@ def _manifest(
         "created_at": datetime.now(UTC).isoformat(),
         "task": task,
         "since": since.isoformat() if since else None,
-        "source": {**sources, "fingerprint": fingerprint, "rows_read": out.rows_read},
+        "source": {
+            **sources,
+            "fingerprint": fingerprint,
+            "rows_read": out.rows_read,
+            "read": out.read,
+        },
         "settings": settings.model_dump(mode="json"),
         "counts": _counts(out),
         "stages": [r.to_json() for r in out.reports],

@@ -37,6 +37,7 @@ class StageOutput:
     skipped: list[dict[str, str]] = field(default_factory=list)
     novel: NovelSlice = field(default_factory=NovelSlice)
     skipped_total: int | None = None  # when `skipped` lists only the first ones
+    read: dict[str, int] = field(default_factory=dict)  # segments read, rows from a reservoir
 
 
 def run_stages(

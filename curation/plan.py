@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -37,11 +38,22 @@ from curation.pipeline import StageOutput
 from curation.reference import reference_stats
 from curation.report import StageReport
 from curation.rows import WORK_SCHEMA, RowContext, curated, work_columns
-from curation.scan import Resources, Scope, configure, count_rows, latest_batches, partitions
-from curation.scan import register as register
+from curation.scan import (
+    DEFAULT_RESOURCES,
+    Resources,
+    Scope,
+    configure,
+    count_rows,
+    latest_batches,
+    partitions,
+    register,
+)
 from curation.settings import CurationSettings
 from curation.split import PriorEval, split_pairs
-from logbook.segments import Source, open_segments
+from curation.watermark import Watermark, load, restore, save
+from logbook.schema import TABLE_COLUMNS
+from logbook.segments import Source, create_view, segment_files
+from store.store import Store
 
 ROW_STAGES = ("select", "quality", "feedback", "scrub")
 
@@ -51,19 +63,40 @@ def run_plan(
     scope: Scope,
     settings: CurationSettings,
     prior: PriorEval,
-    resources: Resources = Resources(),
+    resources: Resources = DEFAULT_RESOURCES,
     advance: Callable[[str], None] = lambda name: None,
+    state_dir: Path | None = None,
 ) -> StageOutput:
-    """Run every stage on the rows in `scope` out of core; same output as `run_stages`."""
+    """Run every stage on the rows in `scope` out of core; same output as `run_stages`.
+
+    state_dir: where the watermark and reservoir of earlier runs live (`curation.watermark`);
+    given, the run reads only segments past the watermark when it can, and saves a new one."""
+    root = source.root if isinstance(source, Store) else source
+    files = {table: segment_files(source, table, scope.route) for table in TABLE_COLUMNS}
     work = Path(tempfile.mkdtemp(prefix="apprentice-curate-", dir=resources.temp_dir))
-    con = open_segments(source, scope.route)
+    con = duckdb.connect(":memory:")
     try:
         configure(con, resources, work / "spill")
+        for table, listed in files.items():  # the exact files listed: the watermark names them
+            create_view(con, table, table, listed)
         con.execute(f"ATTACH '{work / 'work.duckdb'}' AS w")
-        return _stages(con, scope, settings, prior, resources, advance)
+        read = Read(root, files, state_dir)
+        return _stages(con, scope, settings, prior, resources, advance, read)
     finally:
         con.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Read:
+    """The segment files a run reads, under `root`, and where its watermark is kept."""
+
+    root: Path
+    files: dict[str, list[Path]]
+    state_dir: Path | None
+
+    def names(self, table: str) -> list[str]:
+        return [str(p.relative_to(self.root)) for p in self.files[table]]
 
 
 def _stages(
@@ -73,18 +106,20 @@ def _stages(
     prior: PriorEval,
     resources: Resources,
     advance: Callable[[str], None],
+    read: Read,
 ) -> StageOutput:
     rows_read, repeated = count_rows(con, scope)
     ctx = RowContext(settings, partitions(con, scope), load_feedback(con, scope.route))
     ctx.by_pair = _pair_verdicts(con, scope, ctx, resources)
-    _fill_work(con, scope, ctx, resources)
+    done = _read_rows(con, scope, ctx, resources, read)
     reports = [_select_report(ctx, rows_read, repeated)]
     reports += [ctx.tally.report(name) for name in ROW_STAGES[1:]]
     for name in ROW_STAGES:
         advance(name)
     reports.append(group_rows(con, settings))
     advance("dedupe")
-    register(con, "prior_ids", pa.table({"request_id": pa.array(sorted(prior.request_ids), pa.string())}))
+    ids = pa.array(sorted(prior.request_ids), pa.string())
+    register(con, "prior_ids", pa.table({"request_id": ids}))
     balanced = balance_rows(con, settings, resources)
     reports.append(balanced.report)
     advance("balance")
@@ -101,7 +136,61 @@ def _stages(
         rows_read, train, evaluation, reports, balanced.clusters, reference, ctx.skipped, novel
     )
     out.skipped_total = ctx.skipped_total
+    out.read = done
     return out
+
+
+def _read_rows(
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    ctx: RowContext,
+    resources: Resources,
+    read: Read,
+) -> dict[str, int]:
+    """Fill `w.work`: from the reservoir plus the segments past the watermark when the
+    watermark holds (`curation.watermark`), else from every segment; save the new one.
+    Returns how many segments were read and how many work rows came from the reservoir."""
+    register(con, "work_shape", WORK_SCHEMA.empty_table())
+    con.execute("CREATE TABLE w.work AS SELECT * FROM work_shape")
+    context = Watermark.digest(ctx, scope.key(), read.names("feedback"))
+    names = read.names("requests")
+    old = load(read.state_dir) if read.state_dir else None
+    new = _past_watermark(con, old, context, read, ctx)
+    if old is not None and new is not None and read.state_dir is not None:
+        restore(con, read.state_dir, old, ctx)
+        create_view(con, "requests_new", "requests", new)
+        end = _fill_work(con, replace(scope, table="requests_new"), ctx, resources, old.next_pos)
+        done = {"segments_read": len(new), "reservoir_rows": old.next_pos}
+    else:
+        end = _fill_work(con, scope, ctx, resources, 0)
+        done = {"segments_read": len(names), "reservoir_rows": 0}
+    if read.state_dir is not None:
+        stages = [asdict(ctx.tally.report(name)) for name in ROW_STAGES]
+        listed = Watermark.listed(ctx)
+        mark = Watermark(names, context, end, stages, ctx.skipped, ctx.skipped_total, listed)
+        save(con, read.state_dir, mark)
+    return done
+
+
+def _past_watermark(
+    con: duckdb.DuckDBPyConnection,
+    old: Watermark | None,
+    context: str,
+    read: Read,
+    ctx: RowContext,
+) -> list[Path] | None:
+    """The segment files the old watermark did not read, or None when it does not hold."""
+    names = read.names("requests")
+    if old is None or not old.holds(context, names, ctx):
+        return None
+    seen = set(old.segments)
+    new = [p for p, name in zip(read.files["requests"], names, strict=True) if name not in seen]
+    create_view(con, "requests_probe", "requests", new)
+    crossing = con.execute(
+        "SELECT count(*) FROM repeats p WHERE p.request_id IN "
+        "(SELECT request_id FROM requests_probe)"
+    ).fetchall()[0][0]
+    return None if crossing else new
 
 
 def _select_report(ctx: RowContext, rows_read: int, repeated: int) -> StageReport:
@@ -133,23 +222,27 @@ def _pair_verdicts(
 
 
 def _fill_work(
-    con: duckdb.DuckDBPyConnection, scope: Scope, ctx: RowContext, resources: Resources
-) -> None:
-    """Stream every latest row through the row-local stages into the work table `w.work`."""
-    register(con, "work_shape", WORK_SCHEMA.empty_table())
-    con.execute("CREATE TABLE w.work AS SELECT * FROM work_shape")
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    ctx: RowContext,
+    resources: Resources,
+    pos: int,
+) -> int:
+    """Stream the latest rows of `scope` through the row-local stages into `w.work`, numbering
+    them from `pos`; returns the next number."""
     writer = con.cursor()  # the reading connection is busy streaming until the last batch
-    pos = 0
     for batch in latest_batches(con, scope, resources.batch_rows):
-        seqs = dict(zip(batch.column("request_id").to_pylist(), batch.column("seq").to_pylist()))
+        ids, seqs = batch.column("request_id").to_pylist(), batch.column("seq").to_pylist()
+        seqs_of = dict(zip(ids, seqs, strict=True))
         pairs = curated(batch, ctx)
         if not pairs:
             continue
-        writer.register("work_batch", work_columns(pairs, seqs, pos, ctx.settings))
+        writer.register("work_batch", work_columns(pairs, seqs_of, pos, ctx.settings))
         writer.execute("INSERT INTO w.work SELECT * FROM work_batch")
         writer.unregister("work_batch")
         pos += len(pairs)
     writer.close()
+    return pos
 
 
 def _kept_pairs(

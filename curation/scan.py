@@ -11,6 +11,7 @@ highest `seq` wins, as in `curation.select`. Ids that repeat are few, so they ar
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,10 @@ class Resources:
     temp_dir: Path | None = None  # default: a folder beside the dataset versions
     batch_rows: int = 20_000  # rows handed to Python at once
     fit_rows: int = 50_000  # prompts a task's clusters are fitted on (balance)
+    incremental: bool = True  # keep a watermark and read only new segments when it holds
+
+
+DEFAULT_RESOURCES = Resources()
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,13 @@ class Scope:
     route: str
     task: str | None = None
     since: datetime | None = None
+    table: str = "requests"  # the view rows are streamed from (incremental: the new segments)
 
     def where(self) -> tuple[str, list[Any]]:
         return filters(self.route, self.task, self.since)
+
+    def key(self) -> str:
+        return json.dumps([self.route, self.task, self.since.isoformat() if self.since else None])
 
 
 def configure(con: duckdb.DuckDBPyConnection, resources: Resources, spill: Path) -> None:
@@ -77,7 +86,7 @@ def latest_sql(scope: Scope, extra: str = "") -> tuple[str, list[Any]]:
     """The latest row of every request id in scope (after `count_rows` made `repeats`)."""
     where, params = scope.where()
     sql = (
-        f"SELECT {COLUMNS}, seq FROM requests r WHERE {where} AND NOT EXISTS "
+        f"SELECT {COLUMNS}, seq FROM {scope.table} r WHERE {where} AND NOT EXISTS "
         "(SELECT 1 FROM repeats p WHERE p.request_id = r.request_id AND r.seq < p.seq)"
     )
     return sql + (f" AND {extra}" if extra else ""), params

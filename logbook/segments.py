@@ -109,19 +109,21 @@ def open_segments(
     (of every replica: a store is pulled first, see `segment_files`)."""
     con = duckdb.connect(":memory:")
     for table in TABLE_COLUMNS:
-        files = segment_files(source, table, route, skipped)
-        if not files:
-            con.execute(f"CREATE VIEW {table} AS SELECT {_nulls(table, set())} WHERE false")
-            continue
-        listing = ", ".join(_quote(str(p)) for p in files)
-        scan = f"read_parquet([{listing}], hive_partitioning = false, union_by_name = true)"
-        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
-        # Segments sealed before a column existed lack it: the view still has every column.
-        missing = _nulls(table, present)
-        con.execute(
-            f"CREATE VIEW {table} AS SELECT *{', ' + missing if missing else ''} FROM {scan}"
-        )
+        create_view(con, table, table, segment_files(source, table, route, skipped))
     return con
+
+
+def create_view(con: duckdb.DuckDBPyConnection, name: str, table: str, files: list[Path]) -> None:
+    """A view `name` with every column of `table` over exactly these segment files."""
+    if not files:
+        con.execute(f"CREATE VIEW {name} AS SELECT {_nulls(table, set())} WHERE false")
+        return
+    listing = ", ".join(_quote(str(p)) for p in files)
+    scan = f"read_parquet([{listing}], hive_partitioning = false, union_by_name = true)"
+    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+    # Segments sealed before a column existed lack it: the view still has every column.
+    missing = _nulls(table, present)
+    con.execute(f"CREATE VIEW {name} AS SELECT *{', ' + missing if missing else ''} FROM {scan}")
 
 
 def _nulls(table: str, present: set[str]) -> str:

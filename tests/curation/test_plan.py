@@ -34,7 +34,9 @@ def wide_traffic() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     names = ["Ana", "Bruno", "Chen", "Dara"]
     for i in range(80):
         name = names[i % 4]
-        rows.append(request_row(f"where is the parcel {name} sent on day {i}", "soon", minute=700 + i))
+        rows.append(
+            request_row(f"where is the parcel {name} sent on day {i}", "soon", minute=700 + i)
+        )
     rows.append(request_row("rated copy", "same", minute=800, request_id="copy-a"))
     rows.append(request_row("rated copy", "same", minute=801, request_id="copy-b"))
     rows.append(dict(rows[5], response=json.dumps({"choices": []})))  # replayed with a later seq
