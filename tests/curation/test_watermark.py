@@ -91,7 +91,7 @@ def test_new_feedback_makes_it_read_everything_again(tmp_path: Path) -> None:
         first_seq=90,
     )
     a = run_curation(incremental, "r", SETTINGS)
-    b = run_curation(full, "r", SETTINGS)
+    run_curation(full, "r", SETTINGS)
     assert a.manifest is not None
     assert a.manifest["source"]["read"] == {"segments_read": 3, "reservoir_rows": 0}
     assert _dataset(incremental, 2) == _dataset(full, 2)
