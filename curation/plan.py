@@ -159,10 +159,10 @@ def _read_rows(
     if old is not None and new is not None and read.state_dir is not None:
         restore(con, read.state_dir, old, ctx)
         create_view(con, "requests_new", "requests", new)
-        end = _fill_work(con, replace(scope, table="requests_new"), ctx, resources, old.next_pos)
+        end = _fill(con, replace(scope, table="requests_new"), ctx, resources, new, old.next_pos)
         done = {"segments_read": len(new), "reservoir_rows": old.next_pos}
     else:
-        end = _fill_work(con, scope, ctx, resources, 0)
+        end = _fill(con, scope, ctx, resources, read.files["requests"], 0)
         done = {"segments_read": len(names), "reservoir_rows": 0}
     if read.state_dir is not None:
         stages = [asdict(ctx.tally.report(name)) for name in ROW_STAGES]
@@ -219,6 +219,26 @@ def _pair_verdicts(
     for batch in latest_batches(con, scope, resources.batch_rows, extra):
         pairs += curated(batch, probe, feedback=False)
     return pair_verdicts(pairs, ctx.verdicts)
+
+
+def _fill(
+    con: duckdb.DuckDBPyConnection,
+    scope: Scope,
+    ctx: RowContext,
+    resources: Resources,
+    files: list[Path],
+    pos: int,
+) -> int:
+    """The row-local stages on the engine `resources` names; returns the next row number."""
+    if resources.engine == "ray":
+        from curation.distributed import fill_with_ray
+
+        out = Path(tempfile.mkdtemp(prefix="apprentice-ray-", dir=resources.temp_dir))
+        try:
+            return fill_with_ray(con, scope, ctx, files, resources.batch_rows, out / "w", pos)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+    return _fill_work(con, scope, ctx, resources, pos)
 
 
 def _fill_work(

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation.select import COLUMNS, filters
 from logbook.schema import ROW_SCHEMA_VERSION
@@ -38,6 +39,7 @@ class Resources:
     batch_rows: int = 20_000  # rows handed to Python at once
     fit_rows: int = 50_000  # prompts a task's clusters are fitted on (balance)
     incremental: bool = True  # keep a watermark and read only new segments when it holds
+    engine: Literal["duckdb", "ray"] = "duckdb"  # who runs the row-local stages
 
 
 DEFAULT_RESOURCES = Resources()
@@ -57,6 +59,19 @@ class Scope:
 
     def key(self) -> str:
         return json.dumps([self.route, self.task, self.since.isoformat() if self.since else None])
+
+
+def filters_arrow(batch: pa.Table, scope: Scope) -> pa.Array:
+    """`Scope.where` as an Arrow mask, for engines that read the segments themselves."""
+    mask = pc.equal(batch.column("route"), scope.route)
+    if scope.task is not None:
+        mask = pc.and_(mask, pc.equal(batch.column("task"), scope.task))
+    if scope.since is not None:
+        since = scope.since
+        if since.tzinfo is not None:  # the log stores naive UTC
+            since = since.astimezone(UTC).replace(tzinfo=None)
+        mask = pc.and_(mask, pc.greater_equal(batch.column("started_at"), pa.scalar(since)))
+    return pc.fill_null(mask, False)
 
 
 def configure(con: duckdb.DuckDBPyConnection, resources: Resources, spill: Path) -> None:
