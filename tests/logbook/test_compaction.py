@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -88,3 +89,22 @@ def test_one_file_or_files_from_before_identities_are_left_alone(tmp_path: Path)
     report = compact_route(tmp_path, "r")
     assert report.merged == 0 and only.exists()
     assert compact_route(tmp_path, "missing-route").merged == 0
+
+
+def test_apprentice_compact_merges_and_reports(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from apprentice.cli import app
+
+    data = tmp_path / "data"
+    for i in range(4):
+        _seal(data, 1 + 10 * i, 10)
+    toml = tmp_path / "a.toml"
+    toml.write_text(f'data_dir = "{data}"\n[[routes]]\nname = "r"\nteacher = "openai/x"\n')
+    result = CliRunner().invoke(app, ["compact", "--route", "r", "--config", str(toml), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["merged"], report["replaced"], report["rows"]) == (1, 4, 40)
+    assert _seen(data) == (40, 40)
+    unknown = CliRunner().invoke(app, ["compact", "--route", "nope", "--config", str(toml)])
+    assert unknown.exit_code == 2
