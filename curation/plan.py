@@ -56,6 +56,7 @@ from logbook.segments import Source, create_view, segment_files
 from store.store import Store
 
 ROW_STAGES = ("select", "quality", "feedback", "scrub")
+KEPT_MEMORY = "256MB"
 
 
 def run_plan(
@@ -123,6 +124,9 @@ def _stages(
     balanced = balance_rows(con, settings, resources)
     reports.append(balanced.report)
     advance("balance")
+    # From here Python holds the kept pairs; DuckDB only streams them, so its cache of the
+    # work table (up to the memory limit) is let go rather than held beside them.
+    con.execute(f"SET memory_limit = '{KEPT_MEMORY}'")
     pairs = _kept_pairs(con, scope, ctx, balanced, resources)
     novel, report = hold_out_novel(pairs, settings, prior.novel_keys)
     reports.append(report)
