@@ -206,12 +206,24 @@ def curate(
         datetime | None, typer.Option(help="Only rows started at or after this time (UTC).")
     ] = None,
     task: Annotated[str | None, typer.Option(help="Only rows of this x-apprentice-task.")] = None,
+    memory_limit: Annotated[
+        str, typer.Option(help="DuckDB's memory limit; past it the job spills to disk.")
+    ] = "1GB",
+    engine: Annotated[
+        str, typer.Option(help="duckdb, or ray: parse and scrub on the Ray cluster at RAY_ADDRESS.")
+    ] = "duckdb",
     as_json: JsonOption = False,
 ) -> None:
     """Curate the route's sealed log into the next dataset version (works beside `serve`)."""
     from curation.job import NoRowsError, run_curation
     from curation.report import render_report, result_to_json
+    from curation.scan import Resources
     from store.store import StoreError
+
+    if engine not in ("duckdb", "ray"):
+        err.print(f"[red]error:[/red] unknown engine {engine!r}; use duckdb or ray.")
+        raise typer.Exit(2)
+    resources = Resources(memory_limit=memory_limit, engine="ray" if engine == "ray" else "duckdb")
 
     cfg = _config(config)
     route_cfg = _route(cfg, route)
@@ -219,13 +231,16 @@ def curate(
     try:
         result = run_curation(
             store.root, route, route_cfg.curation, task=task, since=since,
-            progress=not as_json,
+            progress=not as_json, resources=resources,
         )  # fmt: skip
         if result.status == "written" and result.path is not None:
             store.push_tree(result.path, exclusive=True)
     except (NoRowsError, StoreError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    except ValueError as exc:  # a bad --memory-limit
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     _warn_skipped(result.skipped_segments)
     if as_json:
         _print_json(result_to_json(result))

@@ -77,7 +77,12 @@ def filters_arrow(batch: pa.Table, scope: Scope) -> pa.Array:
 def configure(con: duckdb.DuckDBPyConnection, resources: Resources, spill: Path) -> None:
     """Bound the connection's memory, and give it a folder to spill to past the bound."""
     spill.mkdir(parents=True, exist_ok=True)
-    con.execute(f"SET memory_limit = '{resources.memory_limit}'")
+    try:
+        con.execute(f"SET memory_limit = '{_text(resources.memory_limit)}'")
+    except duckdb.Error:
+        raise ValueError(
+            f"memory limit {resources.memory_limit!r} is not a size; use e.g. 512MB or 2GB."
+        ) from None
     con.execute(f"SET temp_directory = '{_text(str(spill))}'")
     con.execute(f"SET threads = {int(resources.threads)}")
     # Results come back in any order unless asked: every query that needs one says ORDER BY.
