@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -34,6 +35,7 @@ from curation.report import StageReport
 from curation.rows import RowContext
 
 STATE_FORMAT = 1
+log = logging.getLogger("apprentice.curation")
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,20 @@ def restore(
 
 
 def save(con: duckdb.DuckDBPyConnection, state_dir: Path, mark: Watermark) -> None:
-    """Write the reservoir and the watermark, replacing the old state whole."""
+    """Write the reservoir and the watermark, replacing the old state whole. The state is a
+    cache: when it cannot be written (a full disk, another run replacing it at the same
+    moment) the run goes on and the next one reads everything."""
+    try:
+        _save(con, state_dir, mark)
+    except (OSError, duckdb.Error) as exc:
+        log.warning(
+            "curation state for %s not saved (%s); the next run reads everything",
+            state_dir.name,
+            exc,
+        )
+
+
+def _save(con: duckdb.DuckDBPyConnection, state_dir: Path, mark: Watermark) -> None:
     state_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = state_dir.with_name(f".{state_dir.name}-{uuid.uuid4().hex}")
     tmp.mkdir()
