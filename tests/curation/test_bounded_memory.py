@@ -90,6 +90,7 @@ def test_a_million_rows_are_curated_in_bounded_memory(tmp_path: Path) -> None:
         [sys.executable, "-c", CHILD, str(tmp_path)], capture_output=True, text=True, check=True
     )
     report = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"curation of {ROWS:,} rows: peak RSS {report['peak_kb'] / 1024:,.0f} MB")
     stages = {s["name"]: s for s in report["stages"]}
     assert stages["select"]["rows_in"] == ROWS and stages["quality"]["rows_out"] == ROWS
     assert stages["dedupe"]["rows_out"] > 0.9 * ROWS  # random prompts: few duplicates
