@@ -22,7 +22,7 @@ import hashlib
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from curation.groups import group_rows
 from curation.novel import hold_out_novel
 from curation.pairs import Pair
 from curation.pipeline import StageOutput
+from curation.pool import curated_in_pool
 from curation.reference import reference_stats
 from curation.report import StageReport
 from curation.rows import WORK_SCHEMA, RowContext, curated, work_columns
@@ -255,18 +256,28 @@ def _fill_work(
     """Stream the latest rows of `scope` through the row-local stages into `w.work`, numbering
     them from `pos`; returns the next number."""
     writer = con.cursor()  # the reading connection is busy streaming until the last batch
-    for batch in latest_batches(con, scope, resources.batch_rows):
-        ids, seqs = batch.column("request_id").to_pylist(), batch.column("seq").to_pylist()
-        seqs_of = dict(zip(ids, seqs, strict=True))
-        pairs = curated(batch, ctx)
-        if not pairs:
-            continue
-        writer.register("work_batch", work_columns(pairs, seqs_of, pos, ctx.settings))
+    for rows in _work_batches(latest_batches(con, scope, resources.batch_rows), ctx, resources):
+        numbered = rows.set_column(0, "pos", pa.array(range(pos, pos + rows.num_rows), pa.int64()))
+        writer.register("work_batch", numbered)
         writer.execute("INSERT INTO w.work SELECT * FROM work_batch")
         writer.unregister("work_batch")
-        pos += len(pairs)
+        pos += rows.num_rows
     writer.close()
     return pos
+
+
+def _work_batches(
+    batches: Iterator[pa.RecordBatch], ctx: RowContext, resources: Resources
+) -> Iterator[pa.Table]:
+    """Each batch's work rows (numbered from 0), in order, on `resources.workers` processes."""
+    if resources.workers > 1:
+        yield from curated_in_pool(batches, ctx, resources.workers)
+        return
+    for batch in batches:
+        ids, seqs = batch.column("request_id").to_pylist(), batch.column("seq").to_pylist()
+        pairs = curated(batch, ctx)
+        if pairs:
+            yield work_columns(pairs, dict(zip(ids, seqs, strict=True)), 0, ctx.settings)
 
 
 def _kept_pairs(

@@ -40,6 +40,7 @@ class Resources:
     fit_rows: int = 50_000  # prompts a task's clusters are fitted on (balance)
     incremental: bool = True  # keep a watermark and read only new segments when it holds
     engine: Literal["duckdb", "ray"] = "duckdb"  # who runs the row-local stages
+    workers: int = 1  # local processes running the row-local stages (duckdb engine)
 
 
 DEFAULT_RESOURCES = Resources()

@@ -110,3 +110,10 @@ def test_a_task_larger_than_the_fit_sample_is_clustered_by_assignment(logged: Pa
     assert all(p.cluster for p in kept)
     assert sum(c.size_before for c in got.clusters) == stages["balance"].rows_in
     assert sum(c.size_after for c in got.clusters) == len(kept) == stages["balance"].rows_out
+
+
+def test_worker_processes_give_what_one_process_gives(logged: Path) -> None:
+    settings = CurationSettings(cluster_cap_share=0.3, cluster_cap_min_rows=10, eval_min_rows=5)
+    one = run_plan(logged, Scope("r"), settings, PriorEval(), Resources(batch_rows=13))
+    two = run_plan(logged, Scope("r"), settings, PriorEval(), Resources(batch_rows=13, workers=2))
+    assert _summary(two) == _summary(one)
