@@ -146,12 +146,15 @@ def write_segments(data_dir: Path, n: int, dup_share: float) -> None:
         pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path, compression="zstd")
 
 
-def curate(data_dir: Path) -> None:
+def curate(data_dir: Path, workers: int) -> None:
     """Child process: run the job and print its result as JSON."""
     from curation.job import run_curation
+    from curation.scan import Resources
 
     started = time.perf_counter()
-    result = run_curation(data_dir, "bench", CurationSettings())
+    result = run_curation(
+        data_dir, "bench", CurationSettings(), resources=Resources(workers=workers)
+    )
     seconds = time.perf_counter() - started
     stages = {s.name: s.to_json() for s in result.stages}
     print(
@@ -179,14 +182,14 @@ def sizes(rows: int) -> list[int]:
     return [*out, rows]
 
 
-def measure(rows: int, dup_share: float) -> dict[str, Any]:
+def measure(rows: int, dup_share: float, workers: int) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="curation-bench-"))
     try:
         started = time.perf_counter()
         write_segments(data_dir, rows, dup_share)
         generated = time.perf_counter() - started
         child = subprocess.run(
-            [sys.executable, __file__, "--curate", str(data_dir)],
+            [sys.executable, __file__, "--curate", str(data_dir), "--workers", str(workers)],
             check=True,
             capture_output=True,
             text=True,
@@ -202,14 +205,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dup-share", type=float, default=0.3)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes for the row-local stages (cores)"
+    )
     parser.add_argument("--curate", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.curate:
-        curate(args.curate)
+        curate(args.curate, args.workers)
         return
     reports = []
     for size in sizes(args.rows):
-        reports.append(measure(size, args.dup_share))
+        reports.append(measure(size, args.dup_share, args.workers))
         print(json.dumps({k: v for k, v in reports[-1].items() if k != "stages"}), flush=True)
     _print(reports)
 

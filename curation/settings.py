@@ -103,7 +103,7 @@ class CurationSettings(BaseModel):
         "1/clusters when there are too few clusters to meet it).",
     )
     max_rows: int = Field(
-        200_000,
+        100_000,
         ge=100,
         description="Most rows a dataset version keeps: past it every cluster's cap tightens "
         "alike. It bounds the memory of curation (only kept rows are held in Python) and a "
