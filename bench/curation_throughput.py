@@ -157,9 +157,18 @@ def curate(data_dir: Path, workers: int) -> None:
     )
     seconds = time.perf_counter() - started
     stages = {s.name: s.to_json() for s in result.stages}
+    # The largest worker process's peak (an upper bound: Linux may carry over the size the
+    # worker was forked at); each holds one batch at a time.
+    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         json.dumps(
-            {"seconds": seconds, "counts": result.counts, "stages": stages, "peak_mb": _peak_mb()}
+            {
+                "seconds": seconds,
+                "counts": result.counts,
+                "stages": stages,
+                "peak_mb": _peak_mb(),
+                "worker_peak_mb": worker_mb,
+            }
         )
     )
 
@@ -222,7 +231,9 @@ def main() -> None:
 
 def _print(reports: list[dict[str, Any]]) -> None:
     table = Table(title="curation job by log size")
-    for column in ("rows", "rows/s", "seconds", "peak RSS (MB)", "train", "eval", "s per 1M"):
+    columns = ("rows", "rows/s", "seconds", "peak RSS (MB)", "worker peak (MB)", "train", "eval",
+               "s per 1M")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
     for report in reports:
         table.add_row(
@@ -230,6 +241,7 @@ def _print(reports: list[dict[str, Any]]) -> None:
             f"{report['rows'] / report['seconds']:,.0f}",
             f"{report['seconds']:.1f}",
             f"{report['peak_mb']:,.0f}",
+            f"{report.get('worker_peak_mb', 0):,.0f}",
             str(report["counts"]["train"]),
             str(report["counts"]["eval"]),
             f"{report['seconds'] * 1e6 / report['rows']:.1f}",

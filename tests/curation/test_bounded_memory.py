@@ -78,6 +78,7 @@ def _segment(start: int, n: int, rng: np.random.Generator) -> pa.Table:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ~100 s alone; far more on a machine other jobs share
 def test_a_million_rows_are_curated_in_bounded_memory(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for start in range(0, ROWS, SEGMENT_ROWS):
