@@ -209,6 +209,9 @@ def curate(
     memory_limit: Annotated[
         str, typer.Option(help="DuckDB's memory limit; past it the job spills to disk.")
     ] = "1GB",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes parsing and scrubbing rows (duckdb engine).")
+    ] = 1,
     engine: Annotated[
         str, typer.Option(help="duckdb, or ray: parse and scrub on the Ray cluster at RAY_ADDRESS.")
     ] = "duckdb",
@@ -223,7 +226,9 @@ def curate(
     if engine not in ("duckdb", "ray"):
         err.print(f"[red]error:[/red] unknown engine {engine!r}; use duckdb or ray.")
         raise typer.Exit(2)
-    resources = Resources(memory_limit=memory_limit, engine="ray" if engine == "ray" else "duckdb")
+    resources = Resources(
+        memory_limit=memory_limit, engine="ray" if engine == "ray" else "duckdb", workers=workers
+    )
 
     cfg = _config(config)
     route_cfg = _route(cfg, route)
