@@ -228,12 +228,29 @@ def curate(
         datetime | None, typer.Option(help="Only rows started at or after this time (UTC).")
     ] = None,
     task: Annotated[str | None, typer.Option(help="Only rows of this x-apprentice-task.")] = None,
+    memory_limit: Annotated[
+        str, typer.Option(help="DuckDB's memory limit; past it the job spills to disk.")
+    ] = "1GB",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes parsing and scrubbing rows (duckdb engine).")
+    ] = 1,
+    engine: Annotated[
+        str, typer.Option(help="duckdb, or ray: parse and scrub on the Ray cluster at RAY_ADDRESS.")
+    ] = "duckdb",
     as_json: JsonOption = False,
 ) -> None:
     """Curate the route's sealed log into the next dataset version (works beside `serve`)."""
     from curation.job import NoRowsError, run_curation
     from curation.report import render_report, result_to_json
+    from curation.scan import Resources
     from store.store import StoreError
+
+    if engine not in ("duckdb", "ray"):
+        err.print(f"[red]error:[/red] unknown engine {engine!r}; use duckdb or ray.")
+        raise typer.Exit(2)
+    resources = Resources(
+        memory_limit=memory_limit, engine="ray" if engine == "ray" else "duckdb", workers=workers
+    )
 
     cfg = _config(config)
     route_cfg = _route(cfg, route)
@@ -241,13 +258,16 @@ def curate(
     try:
         result = run_curation(
             store.root, route, route_cfg.curation, task=task, since=since,
-            progress=not as_json,
+            progress=not as_json, resources=resources,
         )  # fmt: skip
         if result.status == "written" and result.path is not None:
             store.push_tree(result.path, exclusive=True)
     except (NoRowsError, StoreError) as exc:
         error(exc)
         raise typer.Exit(1) from None
+    except ValueError as exc:  # a bad --memory-limit
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     _warn_skipped(result.skipped_segments)
     if as_json:
         _print_json(result_to_json(result))
@@ -255,6 +275,37 @@ def curate(
         console.print(render_report(result))
     if result.status == "empty":
         raise typer.Exit(1)
+
+
+@app.command()
+def compact(
+    route: Annotated[str, typer.Option("--route", help="Route whose segments to compact.")],
+    config: ConfigOption = Path("apprentice.toml"),
+    grace_s: Annotated[
+        float, typer.Option(help="Seconds a replaced file stays for readers that listed it.")
+    ] = 3600.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Merge the route's small sealed segments per day into one (works beside `serve`)."""
+    from logbook.compaction import compact_route
+
+    cfg = _config(config)
+    _route(cfg, route)
+    store = _pulled(cfg)
+    if store.remote:
+        err.print(
+            "[red]error:[/red] compaction rewrites files in place under the store's root; run "
+            "it where the segments live (a shared directory), not on an object store's mirror."
+        )
+        raise typer.Exit(1)
+    report = compact_route(store.root, route, grace_s=grace_s)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        console.print(
+            f"route {route}: merged {report.replaced} files into {report.merged} "
+            f"({report.rows} rows); deleted {report.deleted} replaced files past the grace period"
+        )
 
 
 @app.command()

@@ -1,13 +1,15 @@
-"""Throughput of the whole curation job on synthetic logged traffic.
+"""Throughput and memory of the whole curation job on synthetic logged traffic, by log size.
 
-    .venv/bin/python bench/curation_throughput.py [--rows 100000] [--dup-share 0.3]
+    .venv/bin/python bench/curation_throughput.py [--rows 10000000] [--dup-share 0.3]
 
-Writes `rows` logged requests as sealed segments (10,000 rows each): a system prompt, a 60-word
-user prompt drawn from a few request types, a teacher answer; `dup-share` of them are near
-duplicates of an earlier prompt (one word changed, shingle Jaccard ~0.9), and a few percent
-carry PII, errors or refusals. It then runs `run_curation` in a child process, so that the peak
-RSS reported is the job's alone (the child's VmHWM), and prints rows/s, seconds and peak RSS.
-Target: under 60 s.
+For each size from 100,000 rows up to `--rows` (100k, 1M, 10M, ...), writes that many logged
+requests as sealed segments (10,000 rows each): a system prompt, a 60-word user prompt drawn
+from a few request types, a teacher answer; `dup-share` of them are near duplicates of a recent
+prompt (one word changed, shingle Jaccard ~0.9), and a few percent carry PII, errors or
+refusals. Rows are generated a segment at a time, so the generator's memory stays flat. It then
+runs `run_curation` in a child process, so that the peak RSS reported is the job's alone (the
+child's VmHWM), and prints rows/s, seconds and peak RSS per size. Target: 10M rows in under 10
+minutes with peak RSS under 2 GB, cost linear in rows.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,7 @@ from logbook.schema import ROW_SCHEMA_VERSION, arrow_schema
 from logbook.sealing import segment_path
 
 SEGMENT_ROWS = 10_000
+RECENT_PROMPTS = 50_000  # near duplicates copy one of these: copies come close in time
 T0 = datetime(2026, 1, 1)
 TEMPLATES = [
     "Classify this support ticket into billing, shipping or account:",
@@ -44,96 +49,126 @@ TEMPLATES = [
     "Extract the order number and the product from:",
     "Write a polite reply to:",
 ]
+SYSTEM = '{"role": "system", "content": "You are a support assistant."}'
+REFUSAL = "I'm sorry, but I can't help with that."
 
 
-def synthetic_rows(n: int, dup_share: float, seed: int = 0) -> list[dict[str, Any]]:
+def _word(i: int) -> str:
+    """A lowercase letter word per index: ids made of digits would all read as rare spans."""
+    letters = ""
+    while True:
+        letters += chr(97 + i % 26)
+        i //= 26
+        if not i:
+            return "w" + letters
+
+
+# Prompts are common words (each in ~15% of prompts) and one item name of many: word soup
+# drawn from a large vocabulary would make every word a rare span for the novel stage.
+VOCAB = [_word(i) for i in range(400)]
+ITEMS = [_word(i) + "x" for i in range(5_000)]
+
+
+def synthetic_segments(n: int, dup_share: float, seed: int = 0) -> Any:
+    """Columns of `n` logged rows, one segment (`SEGMENT_ROWS` rows) at a time."""
     rng = random.Random(seed)
-    vocab = [f"w{i}" for i in range(20_000)]
-    prompts: list[str] = []
-    rows = []
-    for i in range(n):
-        if prompts and rng.random() < dup_share:
-            words = rng.choice(prompts).split()
-            words[rng.randrange(len(words))] = rng.choice(vocab)  # a near duplicate
-            prompt = " ".join(words)
-        else:
-            template = TEMPLATES[0] if rng.random() < 0.6 else rng.choice(TEMPLATES[1:])
-            prompt = template + " " + " ".join(rng.choices(vocab, k=60))
-            prompts.append(prompt)
-        rows.append(_row(i, prompt, rng))
-    return rows
+    recent: deque[str] = deque(maxlen=RECENT_PROMPTS)
+    for start in range(0, n, SEGMENT_ROWS):
+        rows = [
+            _row(i, _prompt(rng, recent, dup_share), rng)
+            for i in range(start, min(n, start + SEGMENT_ROWS))
+        ]
+        yield start, {k: [r[k] for r in rows] for k in rows[0]}
+
+
+def _prompt(rng: random.Random, recent: deque[str], dup_share: float) -> str:
+    if recent and rng.random() < dup_share:
+        words = recent[rng.randrange(len(recent))].split()
+        words[rng.randrange(len(words))] = rng.choice(VOCAB)  # a near duplicate
+        return " ".join(words)
+    template = TEMPLATES[0] if rng.random() < 0.6 else rng.choice(TEMPLATES[1:])
+    words = rng.choices(VOCAB, k=60)
+    words[rng.randrange(60)] = rng.choice(ITEMS)
+    prompt = template + " " + " ".join(words)
+    recent.append(prompt)
+    return prompt
 
 
 def _row(i: int, prompt: str, rng: random.Random) -> dict[str, Any]:
     roll = rng.random()
     if roll < 0.02:
         prompt += f" contact me at user{i}@example.com or +1 415 555 {i % 10_000:04d}"
-    answer = "I'm sorry, but I can't help with that." if roll > 0.98 else f"Answer {i}: billing"
-    request = {
-        "model": "bench",
-        "messages": [
-            {"role": "system", "content": "You are a support assistant."},
-            {"role": "user", "content": prompt},
-        ],
-    }
-    response = {
-        "object": "chat.completion",
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": answer},
-            }
-        ],
-    }
+    answer = REFUSAL if roll > 0.98 else f"Answer {i}: billing"
     failed = 0.95 < roll < 0.96
-    row: dict[str, Any] = {name: None for name in arrow_schema("requests").names}
-    row.update(
-        request_id=f"req-{i:07d}",
-        schema_version=ROW_SCHEMA_VERSION,
-        started_at=T0 + timedelta(seconds=i),
-        ended_at=T0 + timedelta(seconds=i + 1),
-        route="bench",
-        served_by="teacher",
-        teacher="openai/gpt-4o-mini",
-        prompt_fingerprint="fp",
-        session_hash=f"s{i // 7}",
-        request=json.dumps(request),
-        response=None if failed else json.dumps(response),
-        status=502 if failed else 200,
-        outcome="upstream_error" if failed else "ok",
-        finish_reason="stop",
-        truncated=False,
-        usage_estimated=True,
-        stream=False,
+    # json.dumps per row costs more than the job's own parse; these texts need no escaping
+    # but the quote in the refusal.
+    request = (
+        f'{{"model": "bench", "messages": [{SYSTEM}, {{"role": "user", "content": "{prompt}"}}]}}'
     )
-    return row
+    response = json.dumps(
+        {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
+         "message": {"role": "assistant", "content": answer}}]}
+    )  # fmt: skip
+    return {
+        "request_id": f"req-{i:08d}",
+        "started_at": T0 + timedelta(seconds=i),
+        "session_hash": f"s{i // 7}",
+        "request": request,
+        "response": None if failed else response,
+        "status": 502 if failed else 200,
+        "outcome": "upstream_error" if failed else "ok",
+    }
 
 
-def write_segments(data_dir: Path, rows: list[dict[str, Any]]) -> None:
+def write_segments(data_dir: Path, n: int, dup_share: float) -> None:
     schema = pa.schema([pa.field("seq", pa.int64()), *arrow_schema("requests")])
-    for start in range(0, len(rows), SEGMENT_ROWS):
-        chunk = [
-            {"seq": start + j + 1, **r} for j, r in enumerate(rows[start : start + SEGMENT_ROWS])
-        ]
+    fixed = {
+        "schema_version": ROW_SCHEMA_VERSION, "route": "bench", "served_by": "teacher",
+        "teacher": "openai/gpt-4o-mini", "prompt_fingerprint": "fp", "finish_reason": "stop",
+        "truncated": False, "usage_estimated": True, "stream": False,
+    }  # fmt: skip
+    for start, columns in synthetic_segments(n, dup_share):
+        size = len(columns["request_id"])
+        columns["seq"] = list(range(start + 1, start + size + 1))
+        columns["ended_at"] = [t + timedelta(seconds=1) for t in columns["started_at"]]
+        arrays = []
+        for field in schema:
+            if field.name in columns:
+                arrays.append(pa.array(columns[field.name], field.type))
+            elif field.name in fixed:
+                arrays.append(pa.array([fixed[field.name]] * size, field.type))
+            else:
+                arrays.append(pa.nulls(size, field.type))
         path = segment_path(
-            data_dir, "requests", "bench", T0.date(), start + 1, start + len(chunk), "0" * 32
+            data_dir, "requests", "bench", T0.date(), start + 1, start + size, "0" * 32
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(chunk, schema=schema), path, compression="zstd")
+        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path, compression="zstd")
 
 
-def curate(data_dir: Path) -> None:
+def curate(data_dir: Path, workers: int) -> None:
     """Child process: run the job and print its result as JSON."""
     from curation.job import run_curation
+    from curation.scan import Resources
 
     started = time.perf_counter()
-    result = run_curation(data_dir, "bench", CurationSettings())
+    result = run_curation(
+        data_dir, "bench", CurationSettings(), resources=Resources(workers=workers)
+    )
     seconds = time.perf_counter() - started
     stages = {s.name: s.to_json() for s in result.stages}
+    # The largest worker process's peak (an upper bound: Linux may carry over the size the
+    # worker was forked at); each holds one batch at a time.
+    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         json.dumps(
-            {"seconds": seconds, "counts": result.counts, "stages": stages, "peak_mb": _peak_mb()}
+            {
+                "seconds": seconds,
+                "counts": result.counts,
+                "stages": stages,
+                "peak_mb": _peak_mb(),
+                "worker_peak_mb": worker_mb,
+            }
         )
     )
 
@@ -147,43 +182,74 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--dup-share", type=float, default=0.3)
-    parser.add_argument("--curate", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.curate:
-        curate(args.curate)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp)
-        write_segments(data_dir, synthetic_rows(args.rows, args.dup_share))
+def sizes(rows: int) -> list[int]:
+    """100k, 1M, 10M, ... up to `rows`, and `rows` itself."""
+    out, size = [], 100_000
+    while size < rows:
+        out.append(size)
+        size *= 10
+    return [*out, rows]
+
+
+def measure(rows: int, dup_share: float, workers: int) -> dict[str, Any]:
+    data_dir = Path(tempfile.mkdtemp(prefix="curation-bench-"))
+    try:
+        started = time.perf_counter()
+        write_segments(data_dir, rows, dup_share)
+        generated = time.perf_counter() - started
         child = subprocess.run(
-            [sys.executable, __file__, "--curate", str(data_dir)],
+            [sys.executable, __file__, "--curate", str(data_dir), "--workers", str(workers)],
             check=True,
             capture_output=True,
             text=True,
         )
-    report = json.loads(child.stdout.strip().splitlines()[-1])
-    _print(args.rows, report, report["peak_mb"])
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    report: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    report["rows"], report["generate_s"] = rows, generated
+    return report
 
 
-def _print(rows: int, report: dict[str, Any], peak_mb: float) -> None:
-    table = Table(title=f"curation job: {rows:,} logged rows")
-    for column in ("rows/s", "seconds", "peak RSS (MB)", "train", "eval"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        f"{rows / report['seconds']:,.0f}",
-        f"{report['seconds']:.1f}",
-        f"{peak_mb:,.0f}",
-        str(report["counts"]["train"]),
-        str(report["counts"]["eval"]),
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dup-share", type=float, default=0.3)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes for the row-local stages (cores)"
     )
-    stages = Table(title="rows removed per stage")
+    parser.add_argument("--curate", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.curate:
+        curate(args.curate, args.workers)
+        return
+    reports = []
+    for size in sizes(args.rows):
+        reports.append(measure(size, args.dup_share, args.workers))
+        print(json.dumps({k: v for k, v in reports[-1].items() if k != "stages"}), flush=True)
+    _print(reports)
+
+
+def _print(reports: list[dict[str, Any]]) -> None:
+    table = Table(title="curation job by log size")
+    columns = ("rows", "rows/s", "seconds", "peak RSS (MB)", "worker peak (MB)", "train", "eval",
+               "s per 1M")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+    for report in reports:
+        table.add_row(
+            f"{report['rows']:,}",
+            f"{report['rows'] / report['seconds']:,.0f}",
+            f"{report['seconds']:.1f}",
+            f"{report['peak_mb']:,.0f}",
+            f"{report.get('worker_peak_mb', 0):,.0f}",
+            str(report["counts"]["train"]),
+            str(report["counts"]["eval"]),
+            f"{report['seconds'] * 1e6 / report['rows']:.1f}",
+        )
+    stages = Table(title=f"rows removed per stage ({reports[-1]['rows']:,} rows)")
     for column in ("stage", "in", "out", "why"):
         stages.add_column(column)
-    for name, stage in report["stages"].items():
+    for name, stage in reports[-1]["stages"].items():
         why = ", ".join(f"{k}: {v}" for k, v in {**stage["dropped"], **stage["changed"]}.items())
         stages.add_row(name, str(stage["rows_in"]), str(stage["rows_out"]), why)
     console = Console()

@@ -43,6 +43,28 @@ F32 = npt.NDArray[np.float32]
 
 def prompt_vectors(texts: list[str]) -> F32:
     """Hashed TF-IDF word vectors (sublinear tf), one L2-normalised row per text."""
+    x = term_vectors(texts)
+    return weighted(x, idf_weights(x))
+
+
+def idf_weights(x: F32) -> F32:
+    """The dampened idf of each bucket over the texts of `x` (term vectors)."""
+    df = (x > 0).sum(axis=0)
+    weights: F32 = np.sqrt(np.log((1 + len(x)) / (1 + df)) + 1).astype(np.float32)
+    return weights
+
+
+def weighted(x: F32, idf: F32) -> F32:
+    """Term vectors times `idf`, L2-normalised in place (the out-of-core balance reuses a
+    sample's idf for every batch, so that all rows live in one space)."""
+    x *= idf
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.divide(x, norms, out=x, where=norms > 0)
+    return x
+
+
+def term_vectors(texts: list[str]) -> F32:
+    """Sublinear tf of hashed words, numbers left out; one row per text, not yet weighted."""
     x = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
     for lo in range(0, len(texts), BATCH_TEXTS):  # batches bound the temporaries
         words = split_words(texts[lo : lo + BATCH_TEXTS])
@@ -54,10 +76,6 @@ def prompt_vectors(texts: list[str]) -> F32:
         wordy = ~numeric[words.codes] if len(words.codes) else np.zeros(0, dtype=bool)
         tf = np.bincount(rows[wordy] * DIMENSIONS + cols[wordy], minlength=n * DIMENSIONS)
         x[lo : lo + n] = np.log1p(tf.reshape(n, DIMENSIONS))
-    df = (x > 0).sum(axis=0)
-    x *= np.sqrt(np.log((1 + len(texts)) / (1 + df)) + 1).astype(np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    np.divide(x, norms, out=x, where=norms > 0)
     return x
 
 
@@ -65,7 +83,14 @@ def cluster_prompts(
     texts: list[str], similarity: float, max_clusters: int
 ) -> tuple[npt.NDArray[np.int64], list[int]]:
     """(cluster of each text, numbered from 0, and the most central text of each cluster)."""
-    x = prompt_vectors(texts)
+    labels, central, _ = fit_clusters(prompt_vectors(texts), similarity, max_clusters)
+    return labels, central
+
+
+def fit_clusters(
+    x: F32, similarity: float, max_clusters: int
+) -> tuple[npt.NDArray[np.int64], list[int], F32]:
+    """`cluster_prompts` on vectors: (labels, most central row of each cluster, centroids)."""
     seeds = [0]
     best = x @ x[0]
     while len(seeds) < max_clusters:
@@ -92,7 +117,7 @@ def cluster_prompts(
     central = [
         int(np.flatnonzero(labels == c)[np.argmax(fit[labels == c])]) for c in range(len(centroids))
     ]
-    return labels.astype(np.int64), central
+    return labels.astype(np.int64), central, centroids
 
 
 def _centroids(x: F32, labels: npt.NDArray[np.intp], k: int) -> F32:
@@ -115,6 +140,21 @@ def cluster_cap(sizes: list[int], share: float, floor: int) -> int:
         cap = new
 
 
+def within_max_rows(sizes: list[int], cap: int, max_rows: int) -> int:
+    """The largest cap <= `cap` under which the clusters keep at most `max_rows` rows in all
+    (never below 1: each cluster keeps a row)."""
+    lo, hi = 1, cap
+    if sum(min(size, cap) for size in sizes) <= max_rows:
+        return cap
+    while lo < hi:  # kept rows grow with the cap: bisect for the last cap that fits
+        mid = (lo + hi + 1) // 2
+        if sum(min(size, mid) for size in sizes) <= max_rows:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def balance_pairs(
     pairs: list[Pair], settings: CurationSettings, protected: frozenset[str] = frozenset()
 ) -> tuple[list[Pair], StageReport, list[ClusterRow]]:
@@ -127,6 +167,7 @@ def balance_pairs(
         settings.cluster_cap_share,
         settings.cluster_cap_min_rows,
     )
+    cap = within_max_rows([len(m) for m in members.values()], cap, settings.max_rows)
     dropped: Counter[str] = Counter()
     kept: dict[str, list[Pair]] = {}
     for cid, rows in members.items():

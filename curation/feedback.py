@@ -73,14 +73,21 @@ def _later(a: Verdict, b: Verdict) -> bool:
 
 
 def apply_feedback(
-    pairs: list[Pair], verdicts: dict[str, Verdict], settings: CurationSettings
+    pairs: list[Pair],
+    verdicts: dict[str, Verdict],
+    settings: CurationSettings,
+    by_pair: dict[str, Verdict] | None = None,
 ) -> tuple[list[Pair], StageReport]:
     """Drop negatively rated pairs (every copy of them), use corrections as answers, weight
-    positive ones."""
+    positive ones.
+
+    by_pair: the verdict per pair key when `pairs` is one batch of a larger log (the streaming
+    job computes it over the whole log first); by default, computed over `pairs`."""
     dropped: Counter[str] = Counter()
     changed: Counter[str] = Counter()
     kept: list[Pair] = []
-    by_pair = pair_verdicts(pairs, verdicts) if verdicts else {}
+    if by_pair is None:
+        by_pair = pair_verdicts(pairs, verdicts) if verdicts else {}
     for pair in pairs:
         verdict = verdicts.get(pair.request_id)
         copy = verdict is None

@@ -31,12 +31,15 @@ from rich.progress import Progress
 
 from curation.dataset import dataset_root, dataset_versions, read_manifest
 from curation.output import dataset_table, read_prior_eval
-from curation.pipeline import StageOutput, run_stages
+from curation.pipeline import StageOutput
+from curation.plan import run_plan
 from curation.report import CurationResult
+from curation.scan import DEFAULT_RESOURCES, Resources, Scope
 from curation.settings import CurationSettings
-from logbook.segments import Skipped, open_segments, segment_files
+from logbook.segments import Skipped, segment_files
 
 MANIFEST_FORMAT = 1
+STATE_DIR = ".curation-state"  # per route: the watermark and reservoir (curation.watermark)
 SKIPPED_LISTED = 1000  # unreadable row ids listed in the manifest; the total is always kept
 
 
@@ -52,6 +55,7 @@ def run_curation(
     task: str | None = None,
     since: datetime | None = None,
     progress: bool = False,
+    resources: Resources = DEFAULT_RESOURCES,
 ) -> CurationResult:
     """Curate `route`'s sealed log into the next dataset version under `data_dir/datasets`.
 
@@ -62,6 +66,8 @@ def run_curation(
     feedback or setting since the last version: nothing written) or ``empty`` (no row survived
     curation: nothing written). Raises `NoRowsError` when the route has no logged rows at all
     (or none match task/since). Unreadable rows are skipped and listed, never fatal.
+    resources: memory limit, spill folder and batch sizes (`curation.scan.Resources`); the
+    job runs out of core (`curation.plan`), so memory does not grow with the log.
     """
     started = time.monotonic()
     skipped: list[Skipped] = []
@@ -82,7 +88,7 @@ def run_curation(
             seconds=time.monotonic() - started,
             skipped_segments=[s.as_dict() for s in skipped],
         )
-    out = _run(data_dir, route, settings, task, since, progress)
+    out = _run(data_dir, route, settings, task, since, progress, resources)
     if out.rows_read == 0:
         raise NoRowsError(
             f"Route {route!r} has no logged rows matching {_filter_text(task, since)}."
@@ -106,14 +112,13 @@ def _run(
     task: str | None,
     since: datetime | None,
     progress: bool,
+    resources: Resources,
 ) -> StageOutput:
-    con = open_segments(data_dir, route)
-    try:
-        prior = read_prior_eval(data_dir, route)
-        with _progress(progress) as advance:
-            return run_stages(con, route, settings, task, since, prior, advance)
-    finally:
-        con.close()
+    prior = read_prior_eval(data_dir, route)
+    with _progress(progress) as advance:
+        scope = Scope(route, task, since)
+        state = data_dir / STATE_DIR / route if resources.incremental else None
+        return run_plan(data_dir, scope, settings, prior, resources, advance, state)
 
 
 def _sources(data_dir: Path, route: str, skipped: list[Skipped]) -> dict[str, list[str]]:
@@ -216,14 +221,19 @@ def _manifest(
         "created_at": datetime.now(UTC).isoformat(),
         "task": task,
         "since": since.isoformat() if since else None,
-        "source": {**sources, "fingerprint": fingerprint, "rows_read": out.rows_read},
+        "source": {
+            **sources,
+            "fingerprint": fingerprint,
+            "rows_read": out.rows_read,
+            "read": out.read,
+        },
         "settings": settings.model_dump(mode="json"),
         "counts": _counts(out),
         "stages": [r.to_json() for r in out.reports],
         "novel": out.novel.to_json(list(settings.span_detectors)),
         "clusters": [c.to_json() for c in out.clusters],
         "skipped": out.skipped[:SKIPPED_LISTED],
-        "skipped_total": len(out.skipped),
+        "skipped_total": len(out.skipped) if out.skipped_total is None else out.skipped_total,
         "reference": out.reference.to_json(),
     }
 

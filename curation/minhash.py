@@ -114,13 +114,11 @@ def candidate_pairs(sig: U32, bands: int, rows: int, salt: U64) -> tuple[I64, I6
     (another task or system prompt) never become candidates. Linking to the first and the
     previous member keeps the pair count linear in bucket size while still chaining a group.
     """
-    rng = np.random.default_rng(0x5EED)
-    mult = rng.integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+    every = band_keys(sig, bands, rows, salt)
     us: list[I64] = []
     vs: list[I64] = []
     for band in range(bands):
-        block = sig[:, band * rows : (band + 1) * rows].astype(np.uint64)
-        keys = (block * mult[None, :]).sum(axis=1, dtype=np.uint64) ^ salt
+        keys = every[:, band]
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         starts = np.ones(len(order), dtype=bool)
@@ -134,6 +132,18 @@ def candidate_pairs(sig: U32, bands: int, rows: int, salt: U64) -> tuple[I64, I6
     u, v = np.concatenate(us), np.concatenate(vs)
     packed = np.unique(np.minimum(u, v) * len(sig) + np.maximum(u, v))
     return packed // len(sig), packed % len(sig)
+
+
+def band_keys(sig: U32, bands: int, rows: int, salt: U64) -> U64:
+    """The LSH bucket key of each doc in each band (docs x bands), `salt` mixed in: the keys
+    `candidate_pairs` groups by, and the out-of-core dedupe (curation.groups) groups in SQL."""
+    rng = np.random.default_rng(0x5EED)
+    mult = rng.integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+    out = np.empty((len(sig), bands), dtype=np.uint64)
+    for band in range(bands):
+        block = sig[:, band * rows : (band + 1) * rows].astype(np.uint64)
+        out[:, band] = (block * mult[None, :]).sum(axis=1, dtype=np.uint64) ^ salt
+    return out
 
 
 def similar(

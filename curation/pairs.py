@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from logbook.surfaces import CHAT, PAIR_ENDPOINTS, as_chat
 
 
@@ -87,9 +89,12 @@ def parse_pair(
 
 def _object(text: str, what: str) -> dict[str, Any]:
     try:
-        body = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise MalformedRow(f"{what} is not JSON: {exc}") from None
+        body = orjson.loads(text)  # ~3x json's speed: parsing is most of curation's time
+    except (TypeError, ValueError):
+        try:  # what orjson refuses and json reads (NaN, integers past 64 bits) stays readable
+            body = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise MalformedRow(f"{what} is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise MalformedRow(f"{what} is not a JSON object")
     return body

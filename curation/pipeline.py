@@ -1,7 +1,8 @@
 """The stages in their order, from a segments connection to train, eval and reference stats.
 
-Kept apart from `job` (which decides whether to run and writes the version) so that tests and
-the benchmark can run the stages on a connection without touching the dataset folders.
+Every pair in one Python list: the plainest statement of what curation does, and the reference
+the out-of-core plan the job runs (`curation.plan`) is tested against (tests/curation/
+test_plan.py). It holds ~8 KB per logged row, so it is not for a real log.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class StageOutput:
     reference: Reference
     skipped: list[dict[str, str]] = field(default_factory=list)
     novel: NovelSlice = field(default_factory=NovelSlice)
+    skipped_total: int | None = None  # when `skipped` lists only the first ones
+    read: dict[str, int] = field(default_factory=dict)  # segments read, rows from a reservoir
 
 
 def run_stages(

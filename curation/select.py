@@ -42,7 +42,7 @@ def read_rows(
     con: duckdb.DuckDBPyConnection, route: str, task: str | None, since: datetime | None
 ) -> tuple[int, pa.Table]:
     """(rows read, latest row per request id), oldest first."""
-    where, params = _filters(route, task, since)
+    where, params = filters(route, task, since)
     total = con.execute(f"SELECT count(*) FROM requests WHERE {where}", params).fetchall()[0]
     data = con.sql(
         f"SELECT {COLUMNS} FROM requests WHERE {where} "
@@ -53,7 +53,7 @@ def read_rows(
     return (int(total[0]) if total else 0), data
 
 
-def _filters(route: str, task: str | None, since: datetime | None) -> tuple[str, list[Any]]:
+def filters(route: str, task: str | None, since: datetime | None) -> tuple[str, list[Any]]:
     clauses, params = ["route = ?"], [route]
     if task is not None:
         clauses.append("task = ?")
@@ -75,10 +75,10 @@ def select_pairs(rows_read: int, table: pa.Table, settings: CurationSettings) ->
     pairs: list[Pair] = []
     skipped: list[dict[str, str]] = []
     for row in _records(table):
-        reason = _unreadable(row)
+        reason = unreadable_reason(row)
         if reason is None:
             try:
-                pairs.append(_to_pair(row))
+                pairs.append(to_pair(row))
                 continue
             except MalformedRow:
                 reason = "malformed_row"
@@ -100,7 +100,7 @@ def _records(table: pa.Table) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def _unreadable(row: dict[str, Any]) -> str | None:
+def unreadable_reason(row: dict[str, Any]) -> str | None:
     if row["schema_version"] is None or row["schema_version"] > ROW_SCHEMA_VERSION:
         return "unknown_schema"
     if row["served_by"] != "teacher":
@@ -110,7 +110,7 @@ def _unreadable(row: dict[str, Any]) -> str | None:
     return None
 
 
-def _to_pair(row: dict[str, Any]) -> Pair:
+def to_pair(row: dict[str, Any]) -> Pair:
     messages, tools, response_format, answer = parse_pair(
         row["endpoint"], row["request"], row["response"]
     )

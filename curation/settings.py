@@ -102,6 +102,13 @@ class CurationSettings(BaseModel):
         description="Largest share of the dataset one prompt cluster may hold (raised to "
         "1/clusters when there are too few clusters to meet it).",
     )
+    max_rows: int = Field(
+        100_000,
+        ge=100,
+        description="Most rows a dataset version keeps: past it every cluster's cap tightens "
+        "alike. It bounds the memory of curation (only kept rows are held in Python) and a "
+        "student learns a route from far fewer pairs than a busy route logs in a day.",
+    )
     cluster_cap_min_rows: int = Field(
         50, ge=0, description="A cluster is never capped below this many rows."
     )

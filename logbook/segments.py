@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from logbook.compaction import replaced_by
 from logbook.schema import TABLE_COLUMNS
 from logbook.sealing import SEGMENT_DIRS, parse_part, unreadable
 from store.store import Store
@@ -59,13 +60,30 @@ def segment_files(
         return []
     pattern = f"route={route}/date=*/*.parquet" if route else "route=*/date=*/*.parquet"
     files = []
+    replaced: set[Path] = set()
     for path in sorted(root.glob(pattern), key=lambda p: p.name):
         reason = _problem(path, table)
         if reason is None:
             files.append(path)
+            replaced.update(path.parent / name for name in _replaces(path))
         elif skipped is not None:
             skipped.append(Skipped(path, reason))
-    return files
+    # A compacted segment holds the rows of the files it names (logbook.compaction), which
+    # may linger for a while: reading both would count their rows twice.
+    return [p for p in files if p not in replaced]
+
+
+def _replaces(path: Path) -> tuple[str, ...]:
+    try:
+        stat = path.stat()
+        return _replaces_cached(str(path), stat.st_size, stat.st_mtime_ns)
+    except OSError:  # deleted since it was listed (compaction's grace is over): skip nothing
+        return ()
+
+
+@functools.lru_cache(maxsize=65_536)
+def _replaces_cached(path: str, size: int, mtime_ns: int) -> tuple[str, ...]:
+    return tuple(replaced_by(Path(path)))
 
 
 def _problem(path: Path, table: str) -> str | None:
@@ -91,19 +109,21 @@ def open_segments(
     (of every replica: a store is pulled first, see `segment_files`)."""
     con = duckdb.connect(":memory:")
     for table in TABLE_COLUMNS:
-        files = segment_files(source, table, route, skipped)
-        if not files:
-            con.execute(f"CREATE VIEW {table} AS SELECT {_nulls(table, set())} WHERE false")
-            continue
-        listing = ", ".join(_quote(str(p)) for p in files)
-        scan = f"read_parquet([{listing}], hive_partitioning = false, union_by_name = true)"
-        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
-        # Segments sealed before a column existed lack it: the view still has every column.
-        missing = _nulls(table, present)
-        con.execute(
-            f"CREATE VIEW {table} AS SELECT *{', ' + missing if missing else ''} FROM {scan}"
-        )
+        create_view(con, table, table, segment_files(source, table, route, skipped))
     return con
+
+
+def create_view(con: duckdb.DuckDBPyConnection, name: str, table: str, files: list[Path]) -> None:
+    """A view `name` with every column of `table` over exactly these segment files."""
+    if not files:
+        con.execute(f"CREATE VIEW {name} AS SELECT {_nulls(table, set())} WHERE false")
+        return
+    listing = ", ".join(_quote(str(p)) for p in files)
+    scan = f"read_parquet([{listing}], hive_partitioning = false, union_by_name = true)"
+    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+    # Segments sealed before a column existed lack it: the view still has every column.
+    missing = _nulls(table, present)
+    con.execute(f"CREATE VIEW {name} AS SELECT *{', ' + missing if missing else ''} FROM {scan}")
 
 
 def _nulls(table: str, present: set[str]) -> str:
