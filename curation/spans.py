@@ -172,21 +172,37 @@ def find_spans(
 
 
 def copied_spans(texts: Sequence[str], answers: Sequence[str]) -> list[list[Span]]:
-    """Each text's runs of words that its answer copies (see ``copied`` in the docstring)."""
+    """Each text's runs of words that its answer copies (see ``copied`` in the docstring).
+
+    Linear in the rows: one pass finds each row's candidate runs, a second counts, for those
+    runs only, the answers holding each and the rows whose prompt holds it too."""
     folded = [_fold(a) for a in answers]
     candidates = [_copied_runs(t, a) for t, a in zip(texts, folded, strict=True)]
-    kept: dict[str, bool] = {}
+    keys = {_fold(run) for runs in candidates for run in runs}
+    holding: Counter[str] = Counter()
+    echoed: Counter[str] = Counter()
+    for text, answer in zip(texts, folded, strict=True):
+        in_answer = _ngrams(answer) & keys
+        holding.update(in_answer)
+        echoed.update(in_answer & _ngrams(_fold(text)))
     out: list[list[Span]] = []
     for runs in candidates:
         spans = []
         for run in runs:
             key = _fold(run)
-            if key not in kept:
-                kept[key] = _consistent(key, texts, folded)
-            if kept[key]:
+            if _consistent(key, holding[key], echoed[key]):
                 spans.append(Span(NUMBER if _is_number(run) else NAME, run))
         out.append(spans)
     return out
+
+
+def _ngrams(text: str) -> set[str]:
+    """Every run of up to MAX_COPY_RUN words of `text`, as the copied runs are keyed."""
+    words = [m.group() for m in _WORD_SPAN.finditer(text)]
+    return {
+        " ".join(words[i:j]) for i in range(len(words))
+        for j in range(i + 1, min(len(words), i + MAX_COPY_RUN) + 1)
+    }  # fmt: skip
 
 
 def _fold(text: str) -> str:
@@ -237,18 +253,12 @@ def _is_number(run: str) -> bool:
     return run.isdigit() or run.casefold() in NUMBER_WORDS
 
 
-def _consistent(key: str, texts: Sequence[str], answers: Sequence[str]) -> bool:
+def _consistent(key: str, holding: int, echoed: int) -> bool:
     """A copy, not a label: numbers always; a letter run when the answers holding it almost
     all belong to prompts holding it too."""
     if key.isdigit() or key in NUMBER_WORDS:
         return True
-    if len(key) < 2:
-        return False
-    holding = [i for i, a in enumerate(answers) if _holds(a, key)]
-    if not holding:
-        return False
-    echoed = sum(_holds(_fold(texts[i]), key) for i in holding)
-    return echoed >= COPY_CONSISTENCY * len(holding)
+    return len(key) >= 2 and holding > 0 and echoed >= COPY_CONSISTENCY * holding
 
 
 def _spans_of(
