@@ -49,8 +49,11 @@ _SENTENCE_END = frozenset(".!?")
 MAX_RUN = 3  # longer runs of rare words are template phrases, not names of things
 MAX_COPY_RUN = 6  # longest run of prompt words taken as one copied span
 COPY_CONSISTENCY = 0.9  # share of answers holding a run whose prompt holds it too
-NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-                "fourteen fifteen sixteen seventeen eighteen nineteen twenty").split()  # fmt: skip
+NUMBER_WORDS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty",
+)  # fmt: skip
 _WORD_SPAN = re.compile(r"\w+(?:[.'’-]\w+)*")
 
 

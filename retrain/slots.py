@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curation.spans import NUMBER_WORDS
+
 MAX_SLOTS = 16
-NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-                "fourteen fifteen sixteen seventeen eighteen nineteen twenty").split()  # fmt: skip
 
 
 def as_digits(value: str) -> str:
@@ -74,7 +74,7 @@ def route_slots(rows: Sequence[dict[str, Any]], mode: str, base: str) -> Slots |
     the tiny base when answers copy (a real base copies by itself), "on" always, "off" never."""
     if mode == "off" or (mode == "auto" and base != "tiny"):
         return None
-    from curation.spans import copied_spans  # curation is the training side's, not serving's
+    from curation.spans import copied_spans
 
     texts = [_user_text(json.loads(r["messages"])) for r in rows]
     copied = copied_spans(texts, [r.get("answer_text") or "" for r in rows])
