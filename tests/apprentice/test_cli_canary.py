@@ -153,3 +153,16 @@ def test_no_server_is_one_clear_sentence(toml: tuple[Path, RunningProxy]) -> Non
         result.stderr.strip()
         == f"error: no apprentice server answers at {url}; is `serve` running?"
     )
+
+
+def test_a_refused_newest_student_shows_in_the_canary_status(
+    toml: tuple[Path, RunningProxy],
+) -> None:
+    config, _ = toml
+    status = canary(config, "status", "--json")
+    assert status.exit_code == 0, status.output
+    refused = json.loads(status.stdout)["routes"]["triage"]["retrain"]
+    assert refused["version"] == "v2" and refused["rejected_in_a_row"] == 1
+    assert "more steps" in refused["next"]
+    text = canary(config, "status")
+    assert "newest student v2 refused by the gate" in text.stdout

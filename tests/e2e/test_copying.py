@@ -24,7 +24,8 @@ from tests.conftest import ADMIN_TOKEN, CLIENT_KEY, RunningProxy, proxy_config
 from tests.fakes.teacher import FakeTeacher
 from tests.retrain import copy_tasks as tasks
 
-pytestmark = pytest.mark.slow
+# Traffic, curation and training of a student each: minutes on two shared cores.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ROUTE = "triage"  # the name proxy_config gives its route
 Rows = Callable[..., list[dict[str, Any]]]
 SMALL = RetrainSettings(

@@ -161,3 +161,27 @@ def test_read_cascade_reads_the_rule_and_its_prediction(tmp_path: Path) -> None:
     assert rule.serves({"value_min_logprob": -0.2}) and not rule.serves({"min_logprob": 0.0})
     (tmp_path / "eval.json").write_text(json.dumps({"cascade": cascade | {"threshold": None}}))
     assert read_cascade(tmp_path).threshold == math.inf  # type: ignore[union-attr]
+
+
+def test_a_refused_student_says_why_and_the_next_run_trains_more(tmp_path: Path) -> None:
+    from retrain.job import escalated
+    from retrain.settings import RetrainSettings
+
+    assert students.retrain_verdict(tmp_path, "r") is None  # no student yet
+    _publish(tmp_path, "r", students.CANDIDATE, 0.95)
+    assert students.retrain_verdict(tmp_path, "r") is None  # the newest passed
+    for _ in range(3):
+        path = _publish(tmp_path, "r", students.REJECTED, 0.5)
+        manifest = students.read_manifest(path)
+        manifest["gate"]["reasons"] = ["novel exact_match 0.40 < 0.9"]
+        students.write_json(path / "manifest.json", manifest)
+    verdict = students.retrain_verdict(tmp_path, "r")
+    assert verdict is not None and verdict["version"] == "v4"
+    assert verdict["reasons"] == ["novel exact_match 0.40 < 0.9"]
+    assert verdict["rejected_in_a_row"] == students.rejected_in_a_row(tmp_path, "r") == 3
+    shown = students.show_student(tmp_path, "r", 4)
+    assert shown["verdict"] == {"passed": False, "reasons": ["novel exact_match 0.40 < 0.9"]}
+    settings = RetrainSettings(max_steps=500)
+    assert escalated(settings, 0) is settings
+    assert escalated(settings, 1).max_steps == 1000
+    assert escalated(settings, 3).max_steps == escalated(settings, 9).max_steps == 1500
