@@ -4,9 +4,11 @@ Three targets answer the same requests, each its own process on loopback: the fa
 directly, `apprentice serve` (capture on), and LiteLLM's proxy (installed by this script into
 bench/.litellm-venv, logging off). Sequential requests go round-robin across the targets so
 machine noise hits all three alike; added latency = target percentile - teacher percentile.
-Then each target gets 32 concurrent clients for a few seconds.
+Then each target gets 32 concurrent clients for a few seconds. `--baseline DIR` adds
+apprentice run from another checkout of the code (its own `PYTHONPATH`) as one more target,
+so that a change is measured against its base in the same run.
 
-    .venv/bin/python bench/proxy_overhead.py [--requests 2000] [--skip-litellm]
+    .venv/bin/python bench/proxy_overhead.py [--requests 2000] [--skip-litellm] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -48,12 +50,12 @@ def body(stream: bool, i: int) -> bytes:
 
 
 def start_apprentice(
-    teacher_port: int, workdir: Path, priced: bool = True
+    teacher_port: int, workdir: Path, priced: bool = True, code: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     """`apprentice serve` on the fake teacher; `priced=False` is a self-hosted teacher, a model
-    litellm's price table does not know."""
+    litellm's price table does not know; `code`: run the apprentice of that checkout."""
     port = free_port()
-    name = "priced" if priced else "unpriced"
+    name = ("priced" if priced else "unpriced") + ("-baseline" if code else "")
     config = workdir / f"apprentice-{name}.toml"
     prices = "input_cost_per_mtok = 0.15\noutput_cost_per_mtok = 0.6\n" if priced else ""
     config.write_text(
@@ -64,7 +66,8 @@ def start_apprentice(
     args = [str(ROOT / ".venv/bin/apprentice"), "serve", "--config", str(config),
             "--log-level", "warning"]  # fmt: skip
     log = workdir / f"apprentice-{name}.log"
-    proc = start_process(args, f"http://127.0.0.1:{port}/readyz", log=log)
+    env = {"PYTHONPATH": str(code.resolve())} if code else None
+    proc = start_process(args, f"http://127.0.0.1:{port}/readyz", env=env, log=log)
     return proc, port
 
 
@@ -223,6 +226,9 @@ def main() -> None:
         "--surface-requests", type=int, default=1000, help="sequential requests per surface"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout of apprentice to measure beside this one"
+    )
     args = parser.parse_args()
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -236,6 +242,10 @@ def main() -> None:
             procs.append(unpriced)
             targets = {"teacher direct": teacher_port, "apprentice": apprentice_port,
                        "apprentice, unpriced teacher": unpriced_port}  # fmt: skip
+            if args.baseline is not None:
+                base, base_port = start_apprentice(teacher_port, work, code=args.baseline)
+                procs.append(base)
+                targets["apprentice, baseline"] = base_port
             if not args.skip_litellm:
                 litellm, litellm_port = start_litellm(teacher_port, work)
                 procs.append(litellm)
