@@ -2,8 +2,9 @@
 
 Three targets answer the same requests, each its own process on loopback: the fake teacher
 directly, `apprentice serve` (capture on), and LiteLLM's proxy (installed by this script into
-bench/.litellm-venv, logging off). Sequential requests go round-robin across the targets so
-machine noise hits all three alike; added latency = target percentile - teacher percentile.
+bench/.litellm-venv, logging off). Sequential requests go round-robin across the targets, the
+order rotating each round, so machine noise hits all of them alike; added latency = target
+percentile - teacher percentile.
 Then each target gets 32 concurrent clients for a few seconds. `--baseline DIR` adds
 apprentice run from another checkout of the code (its own `PYTHONPATH`) as one more target,
 so that a change is measured against its base in the same run.
@@ -22,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -39,6 +40,7 @@ from bench.loopback import (
 
 LITELLM_VENV = ROOT / "bench" / ".litellm-venv"
 KEY = "sk-bench-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
+T = TypeVar("T")
 
 
 def body(stream: bool, i: int) -> bytes:
@@ -104,12 +106,21 @@ def start_litellm(teacher_port: int, workdir: Path) -> tuple[subprocess.Popen[by
     return proc, port
 
 
+def rotated(items: list[T], i: int) -> list[T]:
+    """`items` starting at the i-th: each target takes each place in the round in turn. (The
+    target after a slow one meets processes the scheduler has let go cold; a fixed order
+    charged that to whichever came first, by 1 ms and more on a loaded machine.)"""
+    k = i % len(items)
+    return items[k:] + items[:k]
+
+
 async def sequential(targets: dict[str, int], n: int, stream: bool) -> dict[str, list[float]]:
     conns = {name: Connection("127.0.0.1", port) for name, port in targets.items()}
     times: dict[str, list[float]] = {name: [] for name in targets}
     headers = {"authorization": f"Bearer {KEY}"}
+    order = list(conns.items())
     for i in range(n + 100):  # the first 100 rounds warm up connections and caches
-        for name, conn in conns.items():
+        for name, conn in rotated(order, i):
             t0 = time.perf_counter()
             status, data = await conn.post("/v1/chat/completions", body(stream, i), headers)
             elapsed = time.perf_counter() - t0
@@ -144,7 +155,7 @@ async def per_surface(targets: dict[str, int], n: int) -> dict[str, dict[str, li
     out: dict[str, dict[str, list[float]]] = {s: {t: [] for t in targets} for s in SURFACES}
     for surface, (path, make, expect) in SURFACES.items():
         for i in range(n + 50):
-            for name, conn in conns.items():
+            for name, conn in rotated(list(conns.items()), i):
                 t0 = time.perf_counter()
                 status, data = await conn.post(path, orjson.dumps(make(i)), headers)
                 elapsed = time.perf_counter() - t0
