@@ -2,8 +2,8 @@
 
 Three targets answer the same requests, each its own process on loopback: the fake teacher
 directly, `apprentice serve` (capture on), and LiteLLM's proxy (installed by this script into
-bench/.litellm-venv, logging off). Sequential requests go round-robin across the targets, the
-order rotating each round, so machine noise hits all of them alike; added latency = target
+bench/.litellm-venv, logging off). Sequential requests go round-robin across the targets, in a new
+random order each round, so machine noise hits all of them alike; added latency = target
 percentile - teacher percentile.
 Then each target gets 32 concurrent clients for a few seconds. `--baseline DIR` adds
 apprentice run from another checkout of the code (its own `PYTHONPATH`) as one more target,
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -106,21 +107,21 @@ def start_litellm(teacher_port: int, workdir: Path) -> tuple[subprocess.Popen[by
     return proc, port
 
 
-def rotated(items: list[T], i: int) -> list[T]:
-    """`items` starting at the i-th: each target takes each place in the round in turn. (The
-    target after a slow one meets processes the scheduler has let go cold; a fixed order
-    charged that to whichever came first, by 1 ms and more on a loaded machine.)"""
-    k = i % len(items)
-    return items[k:] + items[:k]
+def shuffled(items: list[T], rng: random.Random) -> list[T]:
+    """`items` in a new order: each target follows each other one equally often. (The target
+    after a slow one meets processes the scheduler has let go cold; a fixed order, even one
+    rotating each round, charged that to the same target, by 0.5 ms and more on a loaded
+    machine: two identical apprentice targets differed by that much.)"""
+    return rng.sample(items, len(items))
 
 
 async def sequential(targets: dict[str, int], n: int, stream: bool) -> dict[str, list[float]]:
     conns = {name: Connection("127.0.0.1", port) for name, port in targets.items()}
     times: dict[str, list[float]] = {name: [] for name in targets}
     headers = {"authorization": f"Bearer {KEY}"}
-    order = list(conns.items())
+    order, rng = list(conns.items()), random.Random(0)
     for i in range(n + 100):  # the first 100 rounds warm up connections and caches
-        for name, conn in rotated(order, i):
+        for name, conn in shuffled(order, rng):
             t0 = time.perf_counter()
             status, data = await conn.post("/v1/chat/completions", body(stream, i), headers)
             elapsed = time.perf_counter() - t0
@@ -153,9 +154,10 @@ async def per_surface(targets: dict[str, int], n: int) -> dict[str, dict[str, li
     conns = {name: Connection("127.0.0.1", port) for name, port in targets.items()}
     headers = {"authorization": f"Bearer {KEY}"}
     out: dict[str, dict[str, list[float]]] = {s: {t: [] for t in targets} for s in SURFACES}
+    rng = random.Random(0)
     for surface, (path, make, expect) in SURFACES.items():
         for i in range(n + 50):
-            for name, conn in rotated(list(conns.items()), i):
+            for name, conn in shuffled(list(conns.items()), rng):
                 t0 = time.perf_counter()
                 status, data = await conn.post(path, orjson.dumps(make(i)), headers)
                 elapsed = time.perf_counter() - t0
