@@ -2,11 +2,14 @@
 
 Three targets answer the same requests, each its own process on loopback: the fake teacher
 directly, `apprentice serve` (capture on), and LiteLLM's proxy (installed by this script into
-bench/.litellm-venv, logging off). Sequential requests go round-robin across the targets so
-machine noise hits all three alike; added latency = target percentile - teacher percentile.
-Then each target gets 32 concurrent clients for a few seconds.
+bench/.litellm-venv, logging off). Sequential requests go round-robin across the targets, in a new
+random order each round, so machine noise hits all of them alike; added latency = target
+percentile - teacher percentile.
+Then each target gets 32 concurrent clients for a few seconds. `--baseline DIR` adds
+apprentice run from another checkout of the code (its own `PYTHONPATH`) as one more target,
+so that a change is measured against its base in the same run.
 
-    .venv/bin/python bench/proxy_overhead.py [--requests 2000] [--skip-litellm]
+    .venv/bin/python bench/proxy_overhead.py [--requests 2000] [--skip-litellm] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -37,6 +41,7 @@ from bench.loopback import (
 
 LITELLM_VENV = ROOT / "bench" / ".litellm-venv"
 KEY = "sk-bench-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
+T = TypeVar("T")
 
 
 def body(stream: bool, i: int) -> bytes:
@@ -48,12 +53,12 @@ def body(stream: bool, i: int) -> bytes:
 
 
 def start_apprentice(
-    teacher_port: int, workdir: Path, priced: bool = True
+    teacher_port: int, workdir: Path, priced: bool = True, code: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     """`apprentice serve` on the fake teacher; `priced=False` is a self-hosted teacher, a model
-    litellm's price table does not know."""
+    litellm's price table does not know; `code`: run the apprentice of that checkout."""
     port = free_port()
-    name = "priced" if priced else "unpriced"
+    name = ("priced" if priced else "unpriced") + ("-baseline" if code else "")
     config = workdir / f"apprentice-{name}.toml"
     prices = "input_cost_per_mtok = 0.15\noutput_cost_per_mtok = 0.6\n" if priced else ""
     config.write_text(
@@ -64,7 +69,8 @@ def start_apprentice(
     args = [str(ROOT / ".venv/bin/apprentice"), "serve", "--config", str(config),
             "--log-level", "warning"]  # fmt: skip
     log = workdir / f"apprentice-{name}.log"
-    proc = start_process(args, f"http://127.0.0.1:{port}/readyz", log=log)
+    env = {"PYTHONPATH": str(code.resolve())} if code else None
+    proc = start_process(args, f"http://127.0.0.1:{port}/readyz", env=env, log=log)
     return proc, port
 
 
@@ -101,12 +107,21 @@ def start_litellm(teacher_port: int, workdir: Path) -> tuple[subprocess.Popen[by
     return proc, port
 
 
+def shuffled(items: list[T], rng: random.Random) -> list[T]:
+    """`items` in a new order: each target follows each other one equally often. (The target
+    after a slow one meets processes the scheduler has let go cold; a fixed order, even one
+    rotating each round, charged that to the same target, by 0.5 ms and more on a loaded
+    machine: two identical apprentice targets differed by that much.)"""
+    return rng.sample(items, len(items))
+
+
 async def sequential(targets: dict[str, int], n: int, stream: bool) -> dict[str, list[float]]:
     conns = {name: Connection("127.0.0.1", port) for name, port in targets.items()}
     times: dict[str, list[float]] = {name: [] for name in targets}
     headers = {"authorization": f"Bearer {KEY}"}
+    order, rng = list(conns.items()), random.Random(0)
     for i in range(n + 100):  # the first 100 rounds warm up connections and caches
-        for name, conn in conns.items():
+        for name, conn in shuffled(order, rng):
             t0 = time.perf_counter()
             status, data = await conn.post("/v1/chat/completions", body(stream, i), headers)
             elapsed = time.perf_counter() - t0
@@ -139,9 +154,10 @@ async def per_surface(targets: dict[str, int], n: int) -> dict[str, dict[str, li
     conns = {name: Connection("127.0.0.1", port) for name, port in targets.items()}
     headers = {"authorization": f"Bearer {KEY}"}
     out: dict[str, dict[str, list[float]]] = {s: {t: [] for t in targets} for s in SURFACES}
+    rng = random.Random(0)
     for surface, (path, make, expect) in SURFACES.items():
         for i in range(n + 50):
-            for name, conn in conns.items():
+            for name, conn in shuffled(list(conns.items()), rng):
                 t0 = time.perf_counter()
                 status, data = await conn.post(path, orjson.dumps(make(i)), headers)
                 elapsed = time.perf_counter() - t0
@@ -223,6 +239,9 @@ def main() -> None:
         "--surface-requests", type=int, default=1000, help="sequential requests per surface"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout of apprentice to measure beside this one"
+    )
     args = parser.parse_args()
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -236,6 +255,10 @@ def main() -> None:
             procs.append(unpriced)
             targets = {"teacher direct": teacher_port, "apprentice": apprentice_port,
                        "apprentice, unpriced teacher": unpriced_port}  # fmt: skip
+            if args.baseline is not None:
+                base, base_port = start_apprentice(teacher_port, work, code=args.baseline)
+                procs.append(base)
+                targets["apprentice, baseline"] = base_port
             if not args.skip_litellm:
                 litellm, litellm_port = start_litellm(teacher_port, work)
                 procs.append(litellm)

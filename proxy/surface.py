@@ -26,6 +26,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from proxy.connections import BODY_RECEIVED, DISCONNECTED
 from proxy.errors import ApiError
 from proxy.exchange import Exchange, build_row, now_utc, session_hash
 from proxy.ownership import bind_created
@@ -109,11 +110,16 @@ async def until_answered(
 ) -> T:
     """`work`'s result, or ClientGone (with `work` cancelled) when the client leaves first.
 
-    `work` runs in the caller's task; one watcher task waits for the disconnect and cancels it
-    (a task per side and `asyncio.wait` cost three times as much per request). A body that
-    `work` itself streams on sets `body_read` at its end: the watcher must not take its chunks."""
+    `work` runs in the caller's task. Under the proxy's own protocol the connection's
+    disconnect future cancels it through a callback; under any other server a watcher task
+    waits for the disconnect (a task per side and `asyncio.wait` cost three times as much). A
+    body that `work` itself streams on sets `body_read` at its end: the watcher must not take
+    its chunks (the callback reads no message, so it needs no such wait)."""
     current = asyncio.current_task()
     assert current is not None
+    disconnected = request.scope.get("extensions", {}).get(DISCONNECTED)
+    if disconnected is not None:
+        return await _until_answered_or(disconnected, current, work)
     gone = False
 
     async def watch() -> None:
@@ -136,6 +142,30 @@ async def until_answered(
         raise
     finally:
         watcher.cancel()
+
+
+async def _until_answered_or(
+    disconnected: asyncio.Future[None], current: asyncio.Task[Any], work: Awaitable[T]
+) -> T:
+    waiting, gone = True, False
+
+    def cancel(_: asyncio.Future[None]) -> None:
+        nonlocal gone
+        if waiting:  # (a callback already scheduled may run after the answer came)
+            gone = True
+            current.cancel()
+
+    disconnected.add_done_callback(cancel)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            current.uncancel()
+            raise ClientGone from None
+        raise
+    finally:
+        waiting = False
+        disconnected.remove_done_callback(cancel)
 
 
 def finished(begun: Begun, body: bytes, status: int, headers: dict[str, str]) -> Response:
@@ -227,13 +257,25 @@ async def read_body(request: Request, server: ServerSettings) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
+    if request.scope.get("extensions", {}).get(BODY_RECEIVED):
+        message = await request.receive()  # the whole body, already here: no timer to arm
+        body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise _too_large(limit)
+        if not message.get("more_body", False):
+            return body
+        return body + await _rest_of_body(request, server, limit - len(body))
+    return await _rest_of_body(request, server, limit)
+
+
+async def _rest_of_body(request: Request, server: ServerSettings, limit: int) -> bytes:
     chunks, size = [], 0
     try:
         async with asyncio.timeout(server.body_timeout_s):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise _too_large(limit)
+                    raise _too_large(server.max_body_bytes)
                 chunks.append(chunk)
     except TimeoutError:
         raise ApiError(
