@@ -60,13 +60,20 @@ class Slots:
     """The route's template words (case-folded): every other word of a prompt is a slot."""
 
     template: frozenset[str]
+    # Template words seen right after a run of letters in training ("Marta Kowalski here",
+    # "olive oil to"). Any other template word right after one belongs to it: "bin bags" is
+    # one item, since no training prompt had "bags" after a name.
+    follows: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": 1, "template": sorted(self.template)}
+        return {"version": 1, "template": sorted(self.template), "follows": sorted(self.follows)}
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Slots:
-        return cls(frozenset(str(w) for w in value.get("template", [])))
+        return cls(
+            frozenset(str(w) for w in value.get("template", [])),
+            frozenset(str(w) for w in value.get("follows", [])),
+        )
 
 
 def route_slots(rows: Sequence[dict[str, Any]], mode: str, base: str) -> Slots | None:
@@ -102,7 +109,15 @@ def build_slots(
         span_words = {w.casefold() for span in spans for w in _WORD.findall(span)}
         counts.update({w.casefold() for w in _WORD.findall(text)} - span_words)
     # A word seen once is as likely a name the span detector missed as a template word.
-    return Slots(frozenset(w for w, n in counts.items() if n >= 2 and not _is_number(w)))
+    template = frozenset(w for w, n in counts.items() if n >= 2 and not _is_number(w))
+    follows: set[str] = set()
+    plain = Slots(template)
+    for text in texts:
+        for start, end in _runs(text, plain):
+            after = _WORD.match(text, end + 1) if text[end : end + 1] == " " else None
+            if after is not None and not _is_number(text[start:end]):
+                follows.add(after.group().casefold())
+    return Slots(template, frozenset(follows & template))
 
 
 def _is_number(word: str) -> bool:
@@ -110,12 +125,14 @@ def _is_number(word: str) -> bool:
 
 
 def _runs(text: str, slots: Slots) -> list[tuple[int, int]]:
-    """(start, end) of each run of non-template words: letters or digits, one space apart."""
+    """(start, end) of each run of non-template words: letters or digits, one space apart; a
+    run of letters takes in a template word after it that never followed one in training."""
     runs: list[tuple[int, int]] = []
     for match in _WORD.finditer(text):
         word = match.group()
         if word.casefold() in slots.template and word.casefold() not in NUMBER_WORDS:
-            continue
+            if not (slots.follows and runs and _joins(text, runs[-1], match, slots)):
+                continue
         if runs:
             start, end = runs[-1]
             same_kind = _is_number(text[start:end]) == _is_number(word)
@@ -124,6 +141,17 @@ def _runs(text: str, slots: Slots) -> list[tuple[int, int]]:
                 continue
         runs.append((match.start(), match.end()))
     return runs
+
+
+def _joins(text: str, run: tuple[int, int], match: re.Match[str], slots: Slots) -> bool:
+    start, end = run
+    word = match.group().casefold()
+    return (
+        text[end : match.start()] == " "
+        and not _is_number(text[start:end])
+        and not _is_number(word)
+        and word not in slots.follows
+    )
 
 
 def delexicalize_text(text: str, slots: Slots, values: list[str]) -> str:

@@ -119,3 +119,13 @@ def test_slots_are_saved_beside_the_student(tmp_path) -> None:  # type: ignore[n
     save_slots(tmp_path, TEMPLATE)
     assert read_slots(tmp_path) == TEMPLATE
     assert build_slots(["a b"], [[]]) is None
+
+
+def test_a_template_word_that_never_followed_a_name_belongs_to_it() -> None:
+    rows = extraction_rows(600, seed=1)
+    slots = route_slots(rows, "auto", "tiny")
+    assert slots is not None and "bags" in slots.template and "bags" not in slots.follows
+    assert {"to", "here", "sent"} <= slots.follows
+    text = "My name is Ingrid Lindqvist and I would like 3 bags of bin bags sent to Dundee"
+    _, values = delexicalize_messages([{"role": "user", "content": text}], slots)
+    assert values == ["Ingrid Lindqvist", "3", "bin bags", "Dundee"]
