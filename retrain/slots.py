@@ -130,9 +130,9 @@ def _runs(text: str, slots: Slots) -> list[tuple[int, int]]:
     runs: list[tuple[int, int]] = []
     for match in _WORD.finditer(text):
         word = match.group()
-        if word.casefold() in slots.template and word.casefold() not in NUMBER_WORDS:
-            if not (slots.follows and runs and _joins(text, runs[-1], match, slots)):
-                continue
+        template = word.casefold() in slots.template and word.casefold() not in NUMBER_WORDS
+        if template and not (runs and _joins(text, runs[-1], match, slots)):
+            continue
         if runs:
             start, end = runs[-1]
             same_kind = _is_number(text[start:end]) == _is_number(word)
@@ -150,6 +150,7 @@ def _joins(text: str, run: tuple[int, int], match: re.Match[str], slots: Slots) 
         text[end : match.start()] == " "
         and not _is_number(text[start:end])
         and not _is_number(word)
+        and bool(slots.follows)  # a vocabulary from before `follows` joins nothing
         and word not in slots.follows
     )
 
