@@ -155,7 +155,10 @@ def _synthetic(
     answer_text: str = row["answer_text"]
     replaced = 0
     for span in spans:
-        substitute = _substitute(span, vocabulary, unseen, settings.vocabulary, rng)
+        # A span the answer copies gets shapes never seen too (the student must copy, not
+        # recall); one it does not copy keeps its shape, as a classifier needs no more.
+        copied = span.text.casefold() in answer_text.casefold()
+        substitute = _substitute(span, vocabulary, unseen, settings.vocabulary, rng, copied)
         if substitute is not None and _replace_in_prompt(messages, span.text, substitute):
             answer_text = replace_span(answer_text, *_in_answer(span.text, substitute))
             replaced += 1
@@ -263,6 +266,7 @@ def _substitute(
     unseen: set[str],
     source: str,
     rng: random.Random,
+    novel_shapes: bool = False,
 ) -> str | None:
     """Another span of the same kind, or None when none can be found in a few tries."""
     worded = span.text.casefold() in NUMBER_WORDS
@@ -277,7 +281,7 @@ def _substitute(
         elif from_route and span.kind != NUMBER:
             return None  # the route has no other span of this kind to offer
         else:
-            candidate = made_up(span, rng)
+            candidate = made_up(span, rng, novel_shapes)
         words = {w.casefold() for w in re.findall(r"\w+", candidate)}
         fresh = candidate.casefold() != span.text.casefold()
         if fresh and (span.kind == NUMBER or words.isdisjoint(unseen)):
@@ -285,14 +289,14 @@ def _substitute(
     return None
 
 
-def made_up(span: Span, rng: random.Random) -> str:
-    """A new span: half the time of the same shape (a pseudo-word per word, capitalised for
-    names; the same digit pattern with new digits), half the time of a shape the route never
-    shows (random letters, long words, letters and digits, other scripts, long numbers), so that
-    the only way to get the answer right is to copy what the prompt says."""
+def made_up(span: Span, rng: random.Random, novel_shapes: bool = False) -> str:
+    """A new span of the same shape (a pseudo-word per word, capitalised for names; the same
+    digit pattern with new digits); with `novel_shapes`, half the time of a shape the route
+    never shows (random letters, long words, letters and digits, other scripts, long numbers),
+    so that the only way to get a copying answer right is to copy what the prompt says."""
     if span.text.casefold() in NUMBER_WORDS:
         return rng.choice([w for w in NUMBER_WORDS[1:] if w != span.text.casefold()])
-    if rng.random() < 0.5:
+    if not novel_shapes or rng.random() < 0.5:
         return _same_shape(span, rng)
     if span.kind == NUMBER:
         return str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(

@@ -25,14 +25,15 @@ def test_replace_span_replaces_whole_words_in_every_case_form() -> None:
 
 def test_made_up_spans_keep_the_shape_or_take_one_never_seen() -> None:
     rng = random.Random(1)
-    numbers = [made_up(Span(NUMBER, "Q74131-09"), rng) for _ in range(40)]
+    assert made_up(Span(NUMBER, "Q74131-09"), rng)[6] == "-"  # a span no answer copies
+    numbers = [made_up(Span(NUMBER, "Q74131-09"), rng, novel_shapes=True) for _ in range(40)]
     same = [n for n in numbers if len(n) == 9 and n[0] == "Q" and n[6] == "-"]
     odd = [n for n in numbers if n not in same]
     assert same and odd and all(n.isdigit() and n[0] != "0" for n in odd)
-    names = [made_up(Span(NAME, "New York"), rng) for _ in range(40)]
+    names = [made_up(Span(NAME, "New York"), rng, novel_shapes=True) for _ in range(40)]
     assert all(w[0].isupper() for n in names for w in n.split() if w[0].isalpha())
     assert any(len(n.split()) != 2 for n in names)  # shapes the route never showed
-    words = [made_up(Span(WORD, "kettle"), rng) for _ in range(10)]
+    words = [made_up(Span(WORD, "kettle"), rng, novel_shapes=True) for _ in range(10)]
     assert all(w == w.lower() for w in words)
     # a number word becomes another number word (the answer's digits follow it)
     assert made_up(Span(NUMBER, "three"), rng) in NUMBER_WORDS
