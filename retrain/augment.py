@@ -302,7 +302,7 @@ def made_up(span: Span, rng: random.Random, novel_shapes: bool = False) -> str:
         return str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(
             rng.randint(0, 7)))  # fmt: skip
     count = max(1, len(span.text.split()) + rng.choice((-1, 0, 0, 1)))
-    words = [odd_word(rng) for _ in range(count)]
+    words = [_odd_word(rng) for _ in range(count)]
     return " ".join(w.capitalize() if span.kind == NAME else w.lower() for w in words)
 
 
@@ -325,7 +325,7 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _OTHER_SCRIPTS = ["äöüßéèñçøåł", "αβγδεζηθικλμνξοπρστυφχψω", "абвгдежзийклмнопрстуфхцчшщыэюя"]
 
 
-def odd_word(rng: random.Random) -> str:
+def _odd_word(rng: random.Random) -> str:
     """One word of a shape no route is likely to hold."""
     draw = rng.random()
     if draw < 0.5:  # random letters, short or long

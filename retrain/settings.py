@@ -102,13 +102,6 @@ class RetrainSettings(BaseModel):
         "something and writes it where the answer copies it; the proxy fills in the names. "
         "auto: for the tiny base on routes whose answers copy (a real base copies by itself).",
     )
-    copy_drills: float = Field(
-        0.0,
-        ge=0,
-        le=10,
-        description="Copy drills mixed into the tiny base's pretraining, per route text "
-        "(retrain/copy_drills.py); 0: the route's text only.",
-    )
     pretrain_steps: int = Field(
         300, ge=0, description="Causal-LM steps on the route's unlabeled text for the tiny base."
     )

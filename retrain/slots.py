@@ -82,18 +82,12 @@ def route_slots(rows: Sequence[dict[str, Any]], mode: str, base: str) -> Slots |
     if mode == "off" or (mode == "auto" and base != "tiny"):
         return None
     from curation.spans import copied_spans
+    from retrain.augment import user_text  # training side only: serving never builds slots
 
-    texts = [_user_text(json.loads(r["messages"])) for r in rows]
+    texts = [user_text(r) for r in rows]
     copied = copied_spans(texts, [r.get("answer_text") or "" for r in rows])
     share = 0.0 if mode == "on" else MIN_COPYING_SHARE
     return build_slots(texts, [[s.text for s in spans] for spans in copied], share)
-
-
-def _user_text(messages: list[dict[str, Any]]) -> str:
-    return "\n".join(
-        m["content"] for m in messages
-        if m.get("role") not in ("system", "developer") and isinstance(m.get("content"), str)
-    )  # fmt: skip
 
 
 def build_slots(
