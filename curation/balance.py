@@ -33,7 +33,7 @@ from curation.graph import connected_components
 from curation.pairs import Pair, prompt_text
 from curation.report import ClusterRow, StageReport
 from curation.settings import CurationSettings
-from curation.words import split_words
+from curation.words import Words, split_words
 
 DIMENSIONS = 256
 KMEANS_ROUNDS = 3
@@ -67,15 +67,29 @@ def term_vectors(texts: list[str]) -> F32:
     """Sublinear tf of hashed words, numbers left out; one row per text, not yet weighted."""
     x = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
     for lo in range(0, len(texts), BATCH_TEXTS):  # batches bound the temporaries
-        words = split_words(texts[lo : lo + BATCH_TEXTS])
-        n = len(words.lengths)
-        cols = (words.hashes() % np.uint64(DIMENSIONS)).astype(np.int64)
-        rows = np.repeat(np.arange(n, dtype=np.int64), words.lengths)
-        # Numbers (ids, amounts, dates) tell instances of one request type apart, not types.
-        numeric = np.array([w.isdigit() for w in words.vocabulary], dtype=bool)
-        wordy = ~numeric[words.codes] if len(words.codes) else np.zeros(0, dtype=bool)
-        tf = np.bincount(rows[wordy] * DIMENSIONS + cols[wordy], minlength=n * DIMENSIONS)
-        x[lo : lo + n] = np.log1p(tf.reshape(n, DIMENSIONS))
+        buckets, lengths = term_buckets(split_words(texts[lo : lo + BATCH_TEXTS]))
+        x[lo : lo + len(lengths)] = bucket_vectors(buckets, lengths)
+    return x
+
+
+def term_buckets(words: Words) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.int64]]:
+    """(bucket of every word that is not a number, in order; how many each text has): what
+    `term_vectors` counts, kept per work row so balance never splits a prompt again."""
+    cols = (words.hashes() % np.uint64(DIMENSIONS)).astype(np.uint16)
+    # Numbers (ids, amounts, dates) tell instances of one request type apart, not types.
+    numeric = np.array([w.isdigit() for w in words.vocabulary], dtype=bool)
+    wordy = ~numeric[words.codes] if len(words.codes) else np.zeros(0, dtype=bool)
+    text_of = np.repeat(np.arange(len(words.lengths), dtype=np.int64), words.lengths)
+    lengths = np.bincount(text_of[wordy], minlength=len(words.lengths)).astype(np.int64)
+    return cols[wordy], lengths
+
+
+def bucket_vectors(buckets: npt.NDArray[np.uint16], lengths: npt.NDArray[np.int64]) -> F32:
+    """Term vectors (not yet weighted) from `term_buckets`."""
+    n = len(lengths)
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    tf = np.bincount(rows * DIMENSIONS + buckets, minlength=n * DIMENSIONS)
+    x: F32 = np.log1p(tf.reshape(n, DIMENSIONS)).astype(np.float32)
     return x
 
 

@@ -16,12 +16,13 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation.balance import (
+    bucket_vectors,
     cluster_cap,
     fit_clusters,
     idf_weights,
-    term_vectors,
     weighted,
     within_max_rows,
 )
@@ -126,37 +127,59 @@ def _task_labels(
     resources: Resources,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[str]]:
     """(pos, cluster label, each cluster's central prompt) of one task's survivors."""
+    where = "w.task IS NOT DISTINCT FROM ?"
     base = (
-        "SELECT w.pos, w.prompt, w.started_at, w.request_id, w.digest FROM best b "
-        "JOIN w.work w USING (pos) "
-        "WHERE w.task IS NOT DISTINCT FROM ?"
+        "SELECT w.pos, w.prompt, w.terms, w.started_at, w.request_id, w.digest FROM best b "
+        f"JOIN w.work w USING (pos) WHERE {where}"
     )
     if count <= resources.fit_rows:
         order = f"{base} ORDER BY w.started_at, w.request_id"
         rows = con.sql(order, params=[task]).to_arrow_table()
         texts = rows.column("prompt").to_pylist()
-        x = term_vectors(texts)
+        x = _vectors(rows.column("terms"))
         labels, central, _ = fit_clusters(
             weighted(x, idf_weights(x)), settings.cluster_similarity, settings.max_clusters
         )
         return rows.column("pos").to_numpy(), labels, [texts[i] for i in central]
+    return _fit_and_assign(con, task, base, where, settings, resources)
+
+
+def _fit_and_assign(
+    con: duckdb.DuckDBPyConnection,
+    task: str | None,
+    base: str,
+    where: str,
+    settings: CurationSettings,
+    resources: Resources,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[str]]:
+    """`_task_labels` of a task too large to cluster whole: fitted on a sample, then every
+    row assigned to the nearest centre, batch by batch."""
     sample = con.sql(
-        f"SELECT pos, prompt FROM ({base} ORDER BY w.digest "
+        f"SELECT pos, prompt, terms FROM ({base} ORDER BY w.digest "
         f"LIMIT {resources.fit_rows}) ORDER BY started_at, request_id",
         params=[task],
     ).to_arrow_table()
     texts = sample.column("prompt").to_pylist()
-    x = term_vectors(texts)
+    x = _vectors(sample.column("terms"))
     idf = idf_weights(x)
     _, central, centroids = fit_clusters(
         weighted(x, idf), settings.cluster_similarity, settings.max_clusters
     )
     del x
     positions: list[npt.NDArray[np.int64]] = []
-    labels_out: list[npt.NDArray[np.int64]] = []
-    reader = con.sql(base, params=[task]).to_arrow_reader(resources.batch_rows)
-    for batch in reader:
-        vectors = weighted(term_vectors(batch.column("prompt").to_pylist()), idf)
-        labels_out.append(np.argmax(vectors @ centroids.T, axis=1).astype(np.int64))
+    found: list[npt.NDArray[np.int64]] = []
+    scan = f"SELECT w.pos, w.terms FROM best b JOIN w.work w USING (pos) WHERE {where}"
+    for batch in con.sql(scan, params=[task]).to_arrow_reader(resources.batch_rows):
+        vectors = weighted(_vectors(batch.column("terms")), idf)
+        found.append(np.argmax(vectors @ centroids.T, axis=1).astype(np.int64))
         positions.append(batch.column("pos").to_numpy())
-    return np.concatenate(positions), np.concatenate(labels_out), [texts[i] for i in central]
+    return np.concatenate(positions), np.concatenate(found), [texts[i] for i in central]
+
+
+def _vectors(terms: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.float32]:
+    """Term vectors of work rows, from their stored word buckets (`balance.term_buckets`)."""
+    if isinstance(terms, pa.ChunkedArray):
+        terms = terms.combine_chunks()
+    lengths = pc.list_value_length(terms).fill_null(0).to_numpy().astype(np.int64)
+    buckets = pc.list_flatten(terms).to_numpy(zero_copy_only=False).astype(np.uint16)
+    return bucket_vectors(buckets, lengths)

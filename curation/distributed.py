@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from curation.parts import part_path
 from curation.report import StageReport
 from curation.rows import WORK_SCHEMA, RowContext, curated, work_columns
 from curation.scan import Scope, filters_arrow
@@ -39,9 +40,10 @@ def fill_with_ray(
     batch_rows: int,
     out: Path,
     first_pos: int,
+    parts: Path,
 ) -> int:
-    """Run the row-local stages on Ray over `files` into `w.work`, numbering rows from
-    `first_pos`; returns the next number.
+    """Run the row-local stages on Ray over `files`, their work rows written as one part into
+    `parts` (`curation.parts`), numbering rows from `first_pos`; returns the next number.
 
     `repeats` (made by `count_rows`) tells which older copies of repeated ids to leave out."""
     import ray  # only this engine needs it
@@ -56,7 +58,7 @@ def fill_with_ray(
     if dataset is not None:
         mapped = dataset.map_batches(stage, batch_format="pyarrow", batch_size=batch_rows)
         mapped.write_parquet(str(out))
-    return _load(con, ctx, out, first_pos)
+    return _load(con, ctx, out, first_pos, parts)
 
 
 def _stage(
@@ -92,7 +94,9 @@ def _stage(
     return run
 
 
-def _load(con: duckdb.DuckDBPyConnection, ctx: RowContext, out: Path, first_pos: int) -> int:
+def _load(
+    con: duckdb.DuckDBPyConnection, ctx: RowContext, out: Path, first_pos: int, parts: Path
+) -> int:
     files = sorted(out.glob("*.parquet"))
     if not files:
         return first_pos
@@ -106,8 +110,11 @@ def _load(con: duckdb.DuckDBPyConnection, ctx: RowContext, out: Path, first_pos:
         ctx.skipped.extend(data["skipped"][:room])
         ctx.skipped_total += int(data["skipped_total"])
     columns = ", ".join(n for n in WORK_SCHEMA.names if n != "pos")
+    path = str(part_path(parts, first_pos)).replace("'", "''")
     con.execute(
-        f"INSERT INTO w.work SELECT row_number() OVER (ORDER BY request_id) - 1 + {first_pos} "
-        f"AS pos, {columns} FROM {scan} WHERE request_id IS NOT NULL"
+        f"COPY (SELECT row_number() OVER (ORDER BY request_id) - 1 + {first_pos} "
+        f"AS pos, {columns} FROM {scan} WHERE request_id IS NOT NULL) TO '{path}' "
+        "(FORMAT parquet)"
     )
-    return int(con.execute("SELECT coalesce(max(pos) + 1, 0) FROM w.work").fetchall()[0][0])
+    rows = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0]
+    return first_pos + int(rows)

@@ -22,23 +22,25 @@ import hashlib
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from curation import parts
 from curation.caps import Balanced, balance_rows
 from curation.feedback import Verdict, load_feedback, pair_verdicts
 from curation.groups import group_rows
 from curation.novel import hold_out_novel
 from curation.pairs import Pair
+from curation.parts import curate_part
 from curation.pipeline import StageOutput
 from curation.pool import curated_in_pool
 from curation.reference import reference_stats
 from curation.report import StageReport
-from curation.rows import WORK_SCHEMA, RowContext, curated, work_columns
+from curation.rows import RowContext, curated
 from curation.scan import (
     DEFAULT_RESOURCES,
     Resources,
@@ -82,7 +84,8 @@ def run_plan(
         for table, listed in files.items():  # the exact files listed: the watermark names them
             create_view(con, table, table, listed)
         con.execute(f"ATTACH '{work / 'work.duckdb'}' AS w")
-        read = Read(root, files, state_dir)
+        read = Read(root, files, state_dir, work / "parts")
+        parts.start(read.parts)
         return _stages(con, scope, settings, prior, resources, advance, read)
     finally:
         con.close()
@@ -96,6 +99,7 @@ class Read:
     root: Path
     files: dict[str, list[Path]]
     state_dir: Path | None
+    parts: Path  # where the work table's part files are written (`curation.parts`)
 
     def names(self, table: str) -> list[str]:
         return [str(p.relative_to(self.root)) for p in self.files[table]]
@@ -155,25 +159,28 @@ def _read_rows(
     """Fill `w.work`: from the reservoir plus the segments past the watermark when the
     watermark holds (`curation.watermark`), else from every segment; save the new one.
     Returns how many segments were read and how many work rows came from the reservoir."""
-    register(con, "work_shape", WORK_SCHEMA.empty_table())
-    con.execute("CREATE TABLE w.work AS SELECT * FROM work_shape")
     context = Watermark.digest(ctx, scope.key(), read.names("feedback"))
     names = read.names("requests")
     old = load(read.state_dir) if read.state_dir else None
     new = _past_watermark(con, old, context, read, ctx)
     if old is not None and new is not None and read.state_dir is not None:
-        restore(con, read.state_dir, old, ctx)
+        restore(read.state_dir, old, ctx, read.parts)
         create_view(con, "requests_new", "requests", new)
-        end = _fill(con, replace(scope, table="requests_new"), ctx, resources, new, old.next_pos)
-        done = {"segments_read": len(new), "reservoir_rows": old.next_pos}
+        new_scope = replace(scope, table="requests_new")
+        end = _fill(con, new_scope, ctx, resources, new, old.next_pos, read.parts)
     else:
-        end = _fill(con, scope, ctx, resources, read.files["requests"], 0)
+        end = _fill(con, scope, ctx, resources, read.files["requests"], 0, read.parts)
+    parts.create_view(con, read.parts)
+    if new is not None and old is not None:
+        reservoir = con.execute("SELECT count(*) FROM w.work WHERE pos < ?", [old.next_pos])
+        done = {"segments_read": len(new), "reservoir_rows": int(reservoir.fetchall()[0][0])}
+    else:
         done = {"segments_read": len(names), "reservoir_rows": 0}
     if read.state_dir is not None:
         stages = [asdict(ctx.tally.report(name)) for name in ROW_STAGES]
         listed = Watermark.listed(ctx)
         mark = Watermark(names, context, end, stages, ctx.skipped, ctx.skipped_total, listed)
-        save(con, read.state_dir, mark)
+        save(read.state_dir, mark, read.parts)
     return done
 
 
@@ -233,17 +240,21 @@ def _fill(
     resources: Resources,
     files: list[Path],
     pos: int,
+    folder: Path,
 ) -> int:
-    """The row-local stages on the engine `resources` names; returns the next row number."""
+    """The row-local stages on the engine `resources` names, their work rows written as
+    parts into `folder`; returns the next row number."""
     if resources.engine == "ray":
         from curation.distributed import fill_with_ray
 
         out = Path(tempfile.mkdtemp(prefix="apprentice-ray-", dir=resources.temp_dir))
         try:
-            return fill_with_ray(con, scope, ctx, files, resources.batch_rows, out / "w", pos)
+            return fill_with_ray(
+                con, scope, ctx, files, resources.batch_rows, out / "w", pos, folder
+            )
         finally:
             shutil.rmtree(out, ignore_errors=True)
-    return _fill_work(con, scope, ctx, resources, pos)
+    return _fill_work(con, scope, ctx, resources, pos, folder)
 
 
 def _fill_work(
@@ -252,32 +263,17 @@ def _fill_work(
     ctx: RowContext,
     resources: Resources,
     pos: int,
+    folder: Path,
 ) -> int:
-    """Stream the latest rows of `scope` through the row-local stages into `w.work`, numbering
-    them from `pos`; returns the next number."""
-    writer = con.cursor()  # the reading connection is busy streaming until the last batch
-    for rows in _work_batches(latest_batches(con, scope, resources.batch_rows), ctx, resources):
-        numbered = rows.set_column(0, "pos", pa.array(range(pos, pos + rows.num_rows), pa.int64()))
-        writer.register("work_batch", numbered)
-        writer.execute("INSERT INTO w.work SELECT * FROM work_batch")
-        writer.unregister("work_batch")
-        pos += rows.num_rows
-    writer.close()
-    return pos
-
-
-def _work_batches(
-    batches: Iterator[pa.RecordBatch], ctx: RowContext, resources: Resources
-) -> Iterator[pa.Table]:
-    """Each batch's work rows (numbered from 0), in order, on `resources.workers` processes."""
+    """Stream the latest rows of `scope` through the row-local stages, each batch's work rows
+    written as a part numbered from `pos` on; returns the next number."""
+    batches = latest_batches(con, scope, resources.batch_rows)
     if resources.workers > 1:
-        yield from curated_in_pool(batches, ctx, resources.workers)
-        return
+        return curated_in_pool(batches, ctx, resources.workers, pos, folder)
     for batch in batches:
-        ids, seqs = batch.column("request_id").to_pylist(), batch.column("seq").to_pylist()
-        pairs = curated(batch, ctx)
-        if pairs:
-            yield work_columns(pairs, dict(zip(ids, seqs, strict=True)), 0, ctx.settings)
+        curate_part(batch, ctx, pos, folder)
+        pos += batch.num_rows
+    return pos
 
 
 def _kept_pairs(

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from curation.balance import term_buckets
 from curation.dedupe import exact_key, stable_id
 from curation.feedback import Verdict, apply_feedback
-from curation.minhash import band_keys, lsh_params, signatures
+from curation.minhash import band_keys, lsh_params, word_signatures
 from curation.pairs import MalformedRow, Pair, prompt_text
 from curation.quality import keep_good_answers
 from curation.report import StageReport
@@ -27,6 +28,7 @@ from curation.scan import Partition
 from curation.scrub import scrub_pairs
 from curation.select import to_pair, unreadable_reason
 from curation.settings import CurationSettings
+from curation.words import split_words
 
 SKIPPED_HELD = 1000  # unreadable rows listed by id; past this only counted
 _BAND_MIX = np.uint64(0x9E3779B97F4A7C15)  # tells the bands' keys apart in one SQL column
@@ -128,6 +130,7 @@ WORK_SCHEMA = pa.schema(
         pa.field("prompt", pa.large_string()),
         pa.field("sig", pa.binary()),
         pa.field("bands", pa.list_(pa.uint64())),
+        pa.field("terms", pa.list_(pa.uint16())),  # the prompt's word buckets (balance)
     ]
 )
 
@@ -137,7 +140,9 @@ def work_columns(
 ) -> pa.Table:
     """What dedupe and balance need of each pair, as a table of `WORK_SCHEMA`."""
     texts = [prompt_text(p.messages) for p in pairs]
-    sig = signatures(texts, settings.shingle_size, settings.num_perm, settings.seed)
+    words = split_words(texts)  # once, for the signature and the balance stage's buckets
+    sig = word_signatures(words, settings.shingle_size, settings.num_perm, settings.seed)
+    buckets, lengths = term_buckets(words)
     salt = np.array([stable_id(f"{p.task}\x00{p.prompt_fingerprint}") for p in pairs], np.uint64)
     bands, rows = lsh_params(settings.dedupe_threshold, settings.num_perm)
     keys = band_keys(sig, bands, rows, salt) ^ (np.arange(bands, dtype=np.uint64) * _BAND_MIX)
@@ -157,6 +162,10 @@ def work_columns(
         "bands": pa.ListArray.from_arrays(
             np.arange(0, (len(pairs) + 1) * bands, bands, dtype=np.int32),
             pa.array(keys.ravel(), pa.uint64()),
+        ),
+        "terms": pa.ListArray.from_arrays(
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32),
+            pa.array(buckets, pa.uint16()),
         ),
     }
     return pa.table({k: columns[k] for k in WORK_SCHEMA.names}, schema=WORK_SCHEMA)

@@ -86,6 +86,7 @@ def configure(con: duckdb.DuckDBPyConnection, resources: Resources, spill: Path)
         ) from None
     con.execute(f"SET temp_directory = '{_text(str(spill))}'")
     con.execute(f"SET threads = {int(resources.threads)}")
+    con.execute("SET enable_progress_bar = false")  # the job reports its own progress
     # Results come back in any order unless asked: every query that needs one says ORDER BY.
     con.execute("SET preserve_insertion_order = false")
 

@@ -187,7 +187,11 @@ def copied_spans(texts: Sequence[str], answers: Sequence[str]) -> list[list[Span
     for text, answer in zip(texts, folded, strict=True):
         in_answer = _ngrams(answer) & keys
         holding.update(in_answer)
-        echoed.update(in_answer & _ngrams(_fold(text)))
+        if in_answer:
+            # the text's n-grams, as one string to search: a run is an n-gram of the text
+            # when it sits between spaces there (words hold no spaces)
+            joined = " " + " ".join(m.group() for m in _WORD_SPAN.finditer(_fold(text))) + " "
+            echoed.update(k for k in in_answer if f" {k} " in joined)
     out: list[list[Span]] = []
     for runs in candidates:
         spans = []
@@ -237,8 +241,12 @@ def _copied_runs(text: str, answer: str) -> list[str]:
             if j > i and text[words[j - 1].end() : words[j].start()] != " ":
                 break  # a run is words separated by single spaces ("Marta Kowalski")
             run = text[words[i].start() : words[j].end()]
-            if _holds(answer, _fold(run)):
-                best = (run, j)
+            # A run held whole by the answer holds its shorter prefixes whole too (a space
+            # follows them), so the first run the answer lacks ends the search: on a long
+            # prompt and a short answer that is one look per word.
+            if not _holds(answer, run.casefold()):
+                break
+            best = (run, j)
         if best is None:
             word = words[i].group().casefold()
             value = str(NUMBER_WORDS.index(word)) if word in NUMBER_WORDS else ""

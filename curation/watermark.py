@@ -29,12 +29,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from curation.parts import link_parts
 from curation.report import StageReport
 from curation.rows import RowContext
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 2: the reservoir is the work table's part files (`curation.parts`)
 log = logging.getLogger("apprentice.curation")
 
 
@@ -77,32 +76,29 @@ def load(state_dir: Path) -> Watermark | None:
     """The saved watermark, or None (none yet, or unreadable: a full run rebuilds it)."""
     try:
         data = json.loads((state_dir / "watermark.json").read_text())
-        if data.pop("format") != STATE_FORMAT or not (state_dir / "work.parquet").exists():
+        if data.pop("format") != STATE_FORMAT or not (state_dir / "parts").is_dir():
             return None
         return Watermark(**data)
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
 
-def restore(
-    con: duckdb.DuckDBPyConnection, state_dir: Path, mark: Watermark, ctx: RowContext
-) -> None:
-    """Fill `w.work` with the reservoir and the tally with the reports it came with."""
-    path = str(state_dir / "work.parquet").replace("'", "''")
-    con.execute(f"INSERT INTO w.work SELECT * FROM read_parquet('{path}')")
+def restore(state_dir: Path, mark: Watermark, ctx: RowContext, parts: Path) -> None:
+    """The reservoir's parts into the run's `parts` folder, and its reports into the tally."""
+    link_parts(state_dir / "parts", parts)
     for stage in mark.stages:
         ctx.tally.add(StageReport(**stage))
     ctx.skipped.extend(mark.skipped)
     ctx.skipped_total = mark.skipped_total
 
 
-def save(con: duckdb.DuckDBPyConnection, state_dir: Path, mark: Watermark) -> None:
+def save(state_dir: Path, mark: Watermark, parts: Path) -> None:
     """Write the reservoir and the watermark, replacing the old state whole. The state is a
     cache: when it cannot be written (a full disk, another run replacing it at the same
     moment) the run goes on and the next one reads everything."""
     try:
-        _save(con, state_dir, mark)
-    except (OSError, duckdb.Error) as exc:
+        _save(state_dir, mark, parts)
+    except OSError as exc:
         log.warning(
             "curation state for %s not saved (%s); the next run reads everything",
             state_dir.name,
@@ -110,13 +106,12 @@ def save(con: duckdb.DuckDBPyConnection, state_dir: Path, mark: Watermark) -> No
         )
 
 
-def _save(con: duckdb.DuckDBPyConnection, state_dir: Path, mark: Watermark) -> None:
+def _save(state_dir: Path, mark: Watermark, parts: Path) -> None:
     state_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = state_dir.with_name(f".{state_dir.name}-{uuid.uuid4().hex}")
     tmp.mkdir()
     try:
-        path = str(tmp / "work.parquet").replace("'", "''")
-        con.execute(f"COPY w.work TO '{path}' (FORMAT parquet, COMPRESSION zstd)")
+        link_parts(parts, tmp / "parts")
         (tmp / "watermark.json").write_text(json.dumps({"format": STATE_FORMAT, **asdict(mark)}))
         old = state_dir.with_name(f".{state_dir.name}-old-{uuid.uuid4().hex}")
         if state_dir.exists():
