@@ -123,10 +123,13 @@ def _corpus(texts: Sequence[list[str]], rare_word_share: float, min_fillers: int
     lowercase_seen: set[str] = set()
     mid_sentence: set[str] = set()
     df: Counter[str] = Counter()
-    for toks in texts:
-        lowercase_seen.update(t for t in toks if t.islower())
-        mid_sentence.update(t for i, t in enumerate(toks) if not _initial(toks, i))
-        df.update({t for t in toks if _LOWER_WORD.match(t)})
+    for toks in texts:  # C-level filters: this loop sees every token of the route
+        lowercase_seen.update(filter(str.islower, toks))
+        if _SENTENCE_END.isdisjoint(toks[:-1]):
+            mid_sentence.update(toks[1:])
+        else:
+            mid_sentence.update(t for i, t in enumerate(toks) if not _initial(toks, i))
+        df.update(set(filter(_LOWER_WORD.match, toks)))
     names = {t for t in mid_sentence if _TITLE.match(t) and t.lower() not in lowercase_seen}
     limit = max(1.0, rare_word_share * len(texts))
     rare = {w for w, n in df.items() if n <= limit}
