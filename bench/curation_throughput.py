@@ -1,6 +1,7 @@
 """Throughput and memory of the whole curation job on synthetic logged traffic, by log size.
 
-    .venv/bin/python bench/curation_throughput.py [--rows 10000000] [--dup-share 0.3]
+    .venv/bin/python bench/curation_throughput.py [--rows 10000000] [--dup-share 0.3] \
+        [--workers 2] [--keep-data DIR]
 
 For each size from 100,000 rows up to `--rows` (100k, 1M, 10M, ...), writes that many logged
 requests as sealed segments (10,000 rows each): a system prompt, a 60-word user prompt drawn
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -191,11 +193,12 @@ def sizes(rows: int) -> list[int]:
     return [*out, rows]
 
 
-def measure(rows: int, dup_share: float, workers: int) -> dict[str, Any]:
+def measure(rows: int, dup_share: float, workers: int, keep: Path | None) -> dict[str, Any]:
+    """One size: generate (or reuse, under `keep`) the log, curate it in a child process."""
     data_dir = Path(tempfile.mkdtemp(prefix="curation-bench-"))
     try:
         started = time.perf_counter()
-        write_segments(data_dir, rows, dup_share)
+        _segments(data_dir, rows, dup_share, keep)
         generated = time.perf_counter() - started
         child = subprocess.run(
             [sys.executable, __file__, "--curate", str(data_dir), "--workers", str(workers)],
@@ -210,12 +213,30 @@ def measure(rows: int, dup_share: float, workers: int) -> dict[str, Any]:
     return report
 
 
+def _segments(data_dir: Path, rows: int, dup_share: float, keep: Path | None) -> None:
+    """The log of `rows` rows under `data_dir`: generated, or linked from `keep` where an
+    earlier run left it (generating 10M rows takes ~5 minutes)."""
+    if keep is None:
+        write_segments(data_dir, rows, dup_share)
+        return
+    kept = keep / f"rows-{rows}-dup-{dup_share}"
+    if not (kept / "segments").is_dir():
+        tmp = kept.with_name(kept.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_segments(tmp, rows, dup_share)
+        tmp.rename(kept)
+    shutil.copytree(kept / "segments", data_dir / "segments", copy_function=os.link)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dup-share", type=float, default=0.3)
     parser.add_argument(
         "--workers", type=int, default=2, help="processes for the row-local stages (cores)"
+    )
+    parser.add_argument(
+        "--keep-data", type=Path, help="keep generated logs in this folder and reuse them"
     )
     parser.add_argument("--curate", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -224,7 +245,7 @@ def main() -> None:
         return
     reports = []
     for size in sizes(args.rows):
-        reports.append(measure(size, args.dup_share, args.workers))
+        reports.append(measure(size, args.dup_share, args.workers, args.keep_data))
         print(json.dumps({k: v for k, v in reports[-1].items() if k != "stages"}), flush=True)
     _print(reports)
 

@@ -115,7 +115,7 @@ def _assign(
         present = set(np.unique(labels).tolist())
         for label, text in enumerate(central):
             if label in present:
-                examples[f"{prefix}c{rank_of[label]}"] = (task, " ".join(text.split())[:80])
+                examples[f"{prefix}c{rank_of[label]}"] = (task, text)  # folded, cut: `rows`
     return examples
 
 
@@ -129,13 +129,13 @@ def _task_labels(
     """(pos, cluster label, each cluster's central prompt) of one task's survivors."""
     where = "w.task IS NOT DISTINCT FROM ?"
     base = (
-        "SELECT w.pos, w.prompt, w.terms, w.started_at, w.request_id, w.digest FROM best b "
+        "SELECT w.pos, w.example, w.terms, w.started_at, w.request_id, w.digest FROM best b "
         f"JOIN w.work w USING (pos) WHERE {where}"
     )
     if count <= resources.fit_rows:
         order = f"{base} ORDER BY w.started_at, w.request_id"
         rows = con.sql(order, params=[task]).to_arrow_table()
-        texts = rows.column("prompt").to_pylist()
+        texts = rows.column("example").to_pylist()
         x = _vectors(rows.column("terms"))
         labels, central, _ = fit_clusters(
             weighted(x, idf_weights(x)), settings.cluster_similarity, settings.max_clusters
@@ -155,11 +155,11 @@ def _fit_and_assign(
     """`_task_labels` of a task too large to cluster whole: fitted on a sample, then every
     row assigned to the nearest centre, batch by batch."""
     sample = con.sql(
-        f"SELECT pos, prompt, terms FROM ({base} ORDER BY w.digest "
+        f"SELECT pos, example, terms FROM ({base} ORDER BY w.digest "
         f"LIMIT {resources.fit_rows}) ORDER BY started_at, request_id",
         params=[task],
     ).to_arrow_table()
-    texts = sample.column("prompt").to_pylist()
+    texts = sample.column("example").to_pylist()
     x = _vectors(sample.column("terms"))
     idf = idf_weights(x)
     _, central, centroids = fit_clusters(

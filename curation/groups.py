@@ -63,12 +63,15 @@ def group_rows(con: duckdb.DuckDBPyConnection, settings: CurationSettings) -> St
 def _candidates(con: duckdb.DuckDBPyConnection) -> None:
     """`edges` (u, v): representatives sharing a band bucket, each linked to the bucket's
     oldest and previous member."""
+    # Representatives are ranked by age once, so the window below sorts (key, rank) integers
+    # rather than timestamps and ids: bands times representatives rows, spilling at 10M.
     con.execute(
         "CREATE OR REPLACE TEMP TABLE edges AS "
-        "WITH b AS (SELECT w.pos, w.started_at, w.request_id, unnest(w.bands) AS key "
-        "  FROM w.work w JOIN reps r ON w.pos = r.rep), "
+        "WITH r AS (SELECT w.pos, w.bands, row_number() OVER (ORDER BY w.started_at, "
+        "  w.request_id) AS age FROM w.work w JOIN reps r ON w.pos = r.rep), "
+        "b AS (SELECT pos, age, unnest(bands) AS key FROM r), "
         "o AS (SELECT pos, first_value(pos) OVER win AS head, lag(pos) OVER win AS prev "
-        "  FROM b WINDOW win AS (PARTITION BY key ORDER BY started_at, request_id)) "
+        "  FROM b WINDOW win AS (PARTITION BY key ORDER BY age)) "
         "SELECT DISTINCT least(pos, x) AS u, greatest(pos, x) AS v FROM ("
         "  SELECT pos, head AS x FROM o WHERE head <> pos "
         "  UNION ALL SELECT pos, prev AS x FROM o WHERE prev IS NOT NULL AND prev <> head)"

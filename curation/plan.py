@@ -50,6 +50,7 @@ from curation.scan import (
     latest_batches,
     partitions,
     register,
+    set_memory,
 )
 from curation.settings import CurationSettings
 from curation.split import PriorEval, split_pairs
@@ -117,7 +118,11 @@ def _stages(
     rows_read, repeated = count_rows(con, scope)
     ctx = RowContext(settings, partitions(con, scope), load_feedback(con, scope.route))
     ctx.by_pair = _pair_verdicts(con, scope, ctx, resources)
+    # Streaming needs little of DuckDB's memory: what it would cache meanwhile only adds to
+    # this process's peak beside the batches in flight.
+    set_memory(con, KEPT_MEMORY)
     done = _read_rows(con, scope, ctx, resources, read)
+    set_memory(con, resources.memory_limit)
     reports = [_select_report(ctx, rows_read, repeated)]
     reports += [ctx.tally.report(name) for name in ROW_STAGES[1:]]
     for name in ROW_STAGES:
@@ -131,7 +136,7 @@ def _stages(
     advance("balance")
     # From here Python holds the kept pairs; DuckDB only streams them, so its cache of the
     # work table (up to the memory limit) is let go rather than held beside them.
-    con.execute(f"SET memory_limit = '{KEPT_MEMORY}'")
+    set_memory(con, KEPT_MEMORY)
     pairs = _kept_pairs(con, scope, ctx, balanced, resources)
     novel, report = hold_out_novel(pairs, settings, prior.novel_keys)
     reports.append(report)

@@ -4,7 +4,8 @@ Each of these decides a row on the row alone (feedback: on its verdict, looked u
 made over the whole log first), so running them batch by batch gives what running them on the
 whole log gives; their reports are summed in a `Tally`. What the later, cross-row stages need
 of a surviving pair is turned into a few columns (`work_columns`): keys, weights, the prompt
-text and its MinHash signature with its LSH band keys, and nothing of the pair is kept.
+text's first words, its MinHash signature with its LSH band keys and its word buckets, and
+nothing else of the pair is kept.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from curation.select import to_pair, unreadable_reason
 from curation.settings import CurationSettings
 from curation.words import split_words
 
+EXAMPLE_CHARS = 80
 SKIPPED_HELD = 1000  # unreadable rows listed by id; past this only counted
 _BAND_MIX = np.uint64(0x9E3779B97F4A7C15)  # tells the bands' keys apart in one SQL column
 
@@ -127,7 +129,7 @@ WORK_SCHEMA = pa.schema(
         pa.field("score", pa.float64()),
         pa.field("corrected", pa.bool_()),
         pa.field("digest", pa.string()),  # the balance stage's stable sampling order
-        pa.field("prompt", pa.large_string()),
+        pa.field("example", pa.string()),  # the prompt as a cluster's example shows it
         pa.field("sig", pa.binary()),
         pa.field("bands", pa.list_(pa.uint64())),
         pa.field("terms", pa.list_(pa.uint16())),  # the prompt's word buckets (balance)
@@ -157,7 +159,7 @@ def work_columns(
         "score": [p.feedback_score for p in pairs],
         "corrected": [p.corrected for p in pairs],
         "digest": [_digest(p.request_id) for p in pairs],
-        "prompt": texts,
+        "example": [_example(t) for t in texts],
         "sig": [row.tobytes() for row in sig],
         "bands": pa.ListArray.from_arrays(
             np.arange(0, (len(pairs) + 1) * bands, bands, dtype=np.int32),
@@ -169,6 +171,12 @@ def work_columns(
         ),
     }
     return pa.table({k: columns[k] for k in WORK_SCHEMA.names}, schema=WORK_SCHEMA)
+
+
+def _example(text: str) -> str:
+    """The prompt's first 80 characters, whitespace folded: all balance shows of a prompt (it
+    clusters the word buckets), so a work row holds 80 characters, not the prompt."""
+    return " ".join(text.split())[:EXAMPLE_CHARS]
 
 
 def _digest(request_id: str) -> str:

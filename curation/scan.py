@@ -91,6 +91,11 @@ def configure(con: duckdb.DuckDBPyConnection, resources: Resources, spill: Path)
     con.execute("SET preserve_insertion_order = false")
 
 
+def set_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """Change DuckDB's memory limit for the next stage (`configure` checked the size)."""
+    con.execute(f"SET memory_limit = '{_text(limit)}'")
+
+
 def count_rows(con: duckdb.DuckDBPyConnection, scope: Scope) -> tuple[int, int]:
     """(rows read, rows left out as older copies of a repeated id); creates `repeats`."""
     where, params = scope.where()
