@@ -109,9 +109,12 @@ def _assign(
         rank_of = np.empty(len(central), dtype=np.int64)
         rank_of[ranked] = np.arange(len(central))
         prefix = f"{task}/" if task else ""
-        names = np.array([f"{prefix}c{r}" for r in range(len(central))], dtype=object)
-        register(con, "labels", pa.table({"pos": pos, "cid": names[rank_of[labels]].tolist()}))
-        con.execute("INSERT INTO clustered SELECT pos, cid FROM labels")
+        names = [f"{prefix}c{r}" for r in range(len(central))]
+        # Labels go to DuckDB as integers and are named there: a Python string per row was
+        # a few hundred MB at 10M rows.
+        register(con, "labels", pa.table({"pos": pos, "label": rank_of[labels]}))
+        register(con, "names", pa.table({"label": np.arange(len(names)), "cid": names}))
+        con.execute("INSERT INTO clustered SELECT pos, cid FROM labels JOIN names USING (label)")
         present = set(np.unique(labels).tolist())
         for label, text in enumerate(central):
             if label in present:

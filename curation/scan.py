@@ -125,12 +125,13 @@ def partitions(con: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str | None,
     The in-memory select stage looks at parsed pairs; here the newest readable teacher row
     decides, parsed or not (one malformed newest row is the only case where they differ)."""
     sql, params = latest_sql(scope, _readable())
+    # arg_max is a hash aggregate: a window would sort every row of the log by time
     rows = con.execute(
-        f"SELECT task, teacher, prompt_fingerprint FROM ({sql}) QUALIFY row_number() OVER "
-        "(PARTITION BY task ORDER BY started_at DESC, request_id DESC) = 1",
+        "SELECT task, arg_max([teacher, prompt_fingerprint], (started_at, request_id)) "
+        f"FROM ({sql}) GROUP BY task",
         params,
     ).fetchall()
-    return {task: (teacher, fp) for task, teacher, fp in rows}
+    return {task: (pair[0], pair[1]) for task, pair in rows}
 
 
 def latest_batches(
