@@ -227,8 +227,9 @@ class Response:
         self.status, self.headers, self.head_done = status, headers, True
         self._framed = "content-length" in headers or "transfer-encoding" in headers
         self._framed = self._framed or status in (204, 304)
-        if self.head_only:
-            self.complete = True
+        if self.head_only:  # the parser still expects the body its headers announce:
+            self.complete = True  # the connection is not reused
+            self._conn.abort_later()
         self.wake()
 
 
@@ -244,6 +245,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
+        self._keep = True  # False: closed once its answer is done, never reused
         self._paused = False
         self._write_ready: asyncio.Future[None] | None = None
 
@@ -342,8 +344,6 @@ class Connection(asyncio.Protocol):
 
     def abort_later(self) -> None:
         self._keep = False
-
-    _keep = True
 
     def recycle(self) -> None:
         if self.closed or not self._keep or self.response is None:

@@ -260,7 +260,10 @@ async def test_a_streamed_upload_goes_chunked_and_head_has_no_body() -> None:
         assert await whole(response) == b"got 500000"
         head = await client.request("HEAD", server.url(), None, {}, **TIMES)
         assert head.headers["content-length"] == "12345" and await whole(head) == b""
+        again = await client.request("POST", server.url(), b"x", {}, **TIMES)  # a new connection
+        assert await whole(again) == b"got 1"
     await client.close()
+    assert server.connections == 2
     assert b"transfer-encoding: chunked" in server.requests[0][0]
     assert server.requests[0][1] == b"".join([bytes([65 + i % 26]) * 10_000 for i in range(50)])
 
