@@ -135,15 +135,19 @@ class Response:
         return self.complete and not self._chunks
 
     async def read_any(self) -> bytes:
-        """The next bytes of the body as they came; b"" at its end."""
+        """All the body's bytes that have come and were not read yet (waiting for some when
+        none have); b"" at its end. (One piece per packet would cost a relay one write to
+        its client per packet.)"""
         while not self._chunks:
             if self.complete:
                 return b""
             await self._wait()
-        data = self._chunks.popleft()
-        self._buffered -= len(data)
-        if self._buffered < READ_HIGH_WATER:
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        if self._buffered >= READ_HIGH_WATER:
             self._conn.resume()
+        self._buffered = 0
         return data
 
     async def iter_any(self) -> AsyncIterator[bytes]:
