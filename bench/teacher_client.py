@@ -29,8 +29,8 @@ from proxy.upstream_client import HttpClient
 
 HEADERS = {"content-type": "application/json", "accept-encoding": "identity",
            "authorization": "Bearer sk-bench"}  # fmt: skip
-BODY = orjson.dumps({"model": "fake-teacher-1",
-                     "messages": [{"role": "user", "content": "My order arrived broken"}]})  # fmt: skip
+ASK = [{"role": "user", "content": "My order arrived broken"}]
+BODY = orjson.dumps({"model": "fake-teacher-1", "messages": ASK})
 Call = Callable[[], Awaitable[bytes]]
 
 
