@@ -3,7 +3,9 @@
 
 A pooled connection is reused newest first (the one least likely to have been closed by the
 server's idle timeout); one idle for `keepalive_s` is closed rather than reused, and at most
-`max_idle` wait per server. A request on a connection the server had closed fails with
+`max_idle` wait per server. At most `max_connections` are open at once (aiohttp's limit was
+1000 too): beyond, an idle connection to another server is closed, or the request waits for
+one to be freed (within its total time). A request on a connection the server had closed fails with
 `Disconnected(answered=False)`: the caller may send it again with `fresh=True`.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator
 
 from proxy.upstream_http import (
@@ -18,6 +21,7 @@ from proxy.upstream_http import (
     Connection,
     Disconnected,
     HttpError,
+    ReadTimeout,
     Response,
     request_head,
     target,
@@ -29,12 +33,19 @@ CHUNKED = "transfer-encoding: chunked\r\n"
 
 class HttpClient:
     def __init__(
-        self, keepalive_s: float = 30.0, max_idle: int = 256, tls: ssl.SSLContext | None = None
+        self,
+        keepalive_s: float = 30.0,
+        max_idle: int = 256,
+        tls: ssl.SSLContext | None = None,
+        max_connections: int = 1000,
     ) -> None:
         self.keepalive_s = keepalive_s
         self.max_idle = max_idle
+        self.max_connections = max_connections
         self._idle: dict[tuple[str, str, int], list[Connection]] = {}
         self._open: set[Connection] = set()
+        self._connecting = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._ssl = tls  # None: the system's CAs (SSL_CERT_FILE honoured), made on first need
 
     async def request(
@@ -56,7 +67,7 @@ class HttpClient:
         tgt = target(url)
         conn = None if fresh else self._pooled(tgt.key, loop.time())
         if conn is None:
-            conn = await self._connect(tgt.key, connect_timeout)
+            conn = await self._new(tgt.key, connect_timeout, deadline, fresh)
         response = Response(conn, deadline, read_timeout)
         response.head_only = method == "HEAD"
         conn.response = response
@@ -96,6 +107,48 @@ class HttpClient:
             return conn
         return None
 
+    async def _new(
+        self, key: tuple[str, str, int], timeout: float, deadline: float | None, fresh: bool
+    ) -> Connection:
+        """A new connection, once fewer than `max_connections` are open (or a pooled one to
+        the same server that was freed meanwhile)."""
+        loop = asyncio.get_running_loop()
+        while len(self._open) + self._connecting >= self.max_connections:
+            if self._evict_idle():
+                continue
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except TimeoutError:
+                raise ReadTimeout("no free connection to the server in time") from None
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            pooled = None if fresh else self._pooled(key, loop.time())
+            if pooled is not None:
+                return pooled
+        self._connecting += 1
+        try:
+            return await self._connect(key, timeout)
+        finally:
+            self._connecting -= 1
+
+    def _evict_idle(self) -> bool:
+        for idle in self._idle.values():
+            if idle:
+                idle.pop(0).abort()  # the oldest: the likeliest to be closed by its server
+                return True
+        return False
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     async def _connect(self, key: tuple[str, str, int], timeout: float) -> Connection:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
@@ -127,9 +180,12 @@ class HttpClient:
             return
         conn.idle_since = asyncio.get_running_loop().time()
         idle.append(conn)
+        self._wake_one()
 
     def forget(self, conn: Connection) -> None:
-        self._open.discard(conn)
+        if conn in self._open:
+            self._open.discard(conn)
+            self._wake_one()
         idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)

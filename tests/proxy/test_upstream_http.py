@@ -337,3 +337,23 @@ async def test_https_is_verified_and_kept_alive(tmp_path: Path) -> None:
             assert await whole(await client.request("GET", url, None, {}, **TIMES)) == b"secret"
         await client.close()
     assert server.connections == 1  # (a refused handshake never reaches it): one, kept alive
+
+
+async def test_past_max_connections_a_request_waits_for_one_or_closes_an_idle_one() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            _, body = await server.read_request(reader)
+            writer.write(answer(body))
+
+    client = HttpClient(max_connections=1)
+    async with Server(handler) as server, Server(handler) as other:
+        first = await client.request("POST", server.url(), b"one", {}, **TIMES)
+        waiting = asyncio.ensure_future(client.request("POST", server.url(), b"two", {}, **TIMES))
+        assert await first.read_any() == b"one"
+        assert not waiting.done()  # the only connection is still first's
+        first.release()  # parked: the waiting request takes it
+        assert await whole(await waiting) == b"two"
+        # Another server: the idle connection to the first is closed to make room.
+        assert await whole(await client.request("POST", other.url(), b"3", {}, **TIMES)) == b"3"
+    await client.close()
+    assert (server.connections, other.connections) == (1, 1)
