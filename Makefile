@@ -99,6 +99,7 @@ test: lint typecheck pytest
 
 bench: install-dev
 	$(BIN)/python bench/proxy_overhead.py
+	$(BIN)/python bench/teacher_client.py
 	$(BIN)/python bench/capture_throughput.py
 	$(BIN)/python bench/curation_throughput.py
 	$(BIN)/python bench/student_latency.py

@@ -117,7 +117,10 @@ class Logbook:
     def _open_sync(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = duckdb.connect(str(self.path))
+            # One DuckDB thread: the writer's statements are small batches, and DuckDB's own
+            # workers only spread each flush over the other cores, where the proxy answers
+            # (measured: 5.5 ms of CPU a flush with a thread a core, 3.8 ms with one).
+            self._con = duckdb.connect(str(self.path), config={"threads": 1})
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise LogbookLocked(

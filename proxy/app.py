@@ -46,6 +46,7 @@ from proxy.state import Backends, ProxyState, new_request_id
 from proxy.student_backend import StudentPool
 from proxy.student_remote import RemoteStudent
 from proxy.teacher import Teacher
+from proxy.upstream_client import HttpClient
 
 log = logging.getLogger("apprentice.proxy")
 BackendsFactory = Callable[[], contextlib.AbstractAsyncContextManager[Backends]]
@@ -95,11 +96,13 @@ async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) 
             "ordinary text, so they are not redacted from answers and rows; use longer keys",
             len(redactor.too_short), MIN_LENGTH,
         )  # fmt: skip
-    client = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
-        auto_decompress=False,
-        skip_auto_headers=("user-agent",),
-    )
+    students_http = None  # aiohttp's client, for the remote students only (not the hot path)
+    if any(r.student_api_base is not None for r in routes):
+        students_http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
+            auto_decompress=False,
+            skip_auto_headers=("user-agent",),
+        )
     if any(not r.passthrough for r in routes):
         # litellm takes seconds to import; do it now, off the event loop, not on a request.
         asyncio.get_running_loop().run_in_executor(None, _import_litellm)
@@ -110,17 +113,18 @@ async def _start(settings: ProxySettings, metrics: Metrics, backends: Backends) 
         settings=settings,
         metrics=metrics,
         logbook=backends.logbook,
-        teacher=Teacher(client, metrics, redactor),
+        teacher=Teacher(HttpClient(keepalive_s=30), metrics, redactor),
         redactor=redactor,
         pricer=await asyncio.to_thread(Pricer.load, routes),
         auth=Auth(
             [k.get_secret_value() for k in server.api_keys],
             None if server.admin_token is None else server.admin_token.get_secret_value(),
         ),
-        students=StudentPool(settings.data_dir, settings.students, _remotes(routes, client)),
+        students=StudentPool(settings.data_dir, settings.students, _remotes(routes, students_http)),
         router=router,
         drift=backends.drift,
         owners=backends.owners,
+        student_http=students_http,
     )
     # Everything imported so far lives as long as the server: keep it out of the cyclic
     # collector's full passes, which otherwise scan it again and again on the request path.
@@ -141,7 +145,7 @@ def _secrets(settings: ProxySettings) -> list[str]:
 
 
 def _remotes(
-    routes: list[RouteSettings], session: aiohttp.ClientSession
+    routes: list[RouteSettings], session: aiohttp.ClientSession | None
 ) -> dict[str, Callable[[int], RemoteStudent]]:
     """Factories of remote students for the routes that serve them from a URL."""
     out: dict[str, Callable[[int], RemoteStudent]] = {}
@@ -150,7 +154,7 @@ def _remotes(
             continue
 
         def factory(version: int, route: RouteSettings = route) -> RemoteStudent:
-            assert route.student_api_base is not None
+            assert route.student_api_base is not None and session is not None
             key = route.student_api_key
             return RemoteStudent(
                 session,
@@ -171,6 +175,8 @@ async def _stop(state: ProxyState) -> None:
         await asyncio.wait(state.background, timeout=30)
     await state.teacher.close()
     await state.students.close()
+    if state.student_http is not None:
+        await state.student_http.close()
 
 
 def _import_litellm() -> None:

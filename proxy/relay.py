@@ -23,6 +23,7 @@ from proxy.errors import anthropic_error_body, error_body
 from proxy.exchange import Exchange
 from proxy.streams import MESSAGES_DONE
 from proxy.teacher import Upstream, UpstreamTooLarge
+from proxy.upstream_http import HttpError
 
 DONE = b"data: [DONE]"
 
@@ -94,7 +95,7 @@ class RelayResponse(Response):
                 out = self._rewriter.feed(chunk) if self._rewriter else chunk
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (HttpError, aiohttp.ClientError, TimeoutError) as exc:
             # The teacher failed mid-stream: tell the client in the stream, as OpenAI does.
             message = (
                 f"The teacher's answer grew past max_response_bytes ({exc}); the stream was cut."

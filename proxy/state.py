@@ -28,6 +28,8 @@ from proxy.student_backend import StudentPool
 from proxy.teacher import Teacher
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from canary.loop import CanaryLoop
     from cluster.objects import ObjectOwners
     from proxy.admin_jobs import Jobs
@@ -59,6 +61,7 @@ class ProxyState:
     drift: DriftMonitor | None = None
     owners: ObjectOwners | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)  # shadows in flight
+    student_http: aiohttp.ClientSession | None = None  # remote students' client, if any
 
     def __post_init__(self) -> None:
         self.accounting = Accounting(self.metrics, self.pricer)

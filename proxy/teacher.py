@@ -2,10 +2,10 @@
 
 Pass-through forwards the request (with the route's model name) over one shared, pooled HTTP
 client and hands back the response bytes as they arrive, so what the client sees is what the
-teacher sent. The client is aiohttp's: on this path httpx cost 0.9 ms a request sequentially
-and 3.4 ms at 32 concurrent requests (its pool scans every connection per request), aiohttp
-0.2-0.4 ms and 0.1-0.2 ms (measured on loopback against the fake teacher). Every other
-provider goes through litellm and is converted to OpenAI's shape.
+teacher sent. The client is our own lean HTTP/1.1 one (`proxy.upstream_client`): httpx cost
+0.9 ms a request on this path, aiohttp about 160 us of CPU a call, this one about 50 us
+(`bench/teacher_client.py`, loopback, the fake teacher). Every other provider goes through
+litellm and is converted to OpenAI's shape.
 Both retry with backoff on 429, 5xx and connection errors, but only before the first byte:
 after that a retry could send the client two different answers. A Retry-After is honoured up
 to the route's own timeouts, never longer.
@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
 import orjson
 
 from monitoring.metrics import Metrics
@@ -32,6 +31,16 @@ from proxy.errors import error_body, provider_message
 from proxy.event_redaction import EventRedactor
 from proxy.redaction import Redactor, StreamRedactor
 from proxy.settings import RouteSettings
+from proxy.upstream_client import HttpClient
+from proxy.upstream_http import (
+    BadHttp,
+    BodyBroken,
+    ConnectFailed,
+    Disconnected,
+    HttpError,
+    ReadTimeout,
+    Response,
+)
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 ANTHROPIC_API_BASE = "https://api.anthropic.com"
@@ -63,18 +72,17 @@ class Upstream:
     error: str | None = None
 
 
-class UpstreamTooLarge(aiohttp.ClientPayloadError):
+class UpstreamTooLarge(HttpError):
     """The teacher's answer grew past the route's max_response_bytes."""
 
 
 class Teacher:
-    """Calls the routes' teachers; one instance (and one aiohttp client) per server."""
+    """Calls the routes' teachers; one instance (and one HTTP client) per server."""
 
-    def __init__(self, client: aiohttp.ClientSession, metrics: Metrics, redactor: Redactor) -> None:
+    def __init__(self, client: HttpClient, metrics: Metrics, redactor: Redactor) -> None:
         self.client = client
         self.metrics = metrics
         self.redactor = redactor
-        self._fresh: aiohttp.ClientSession | None = None  # for requests a closed pool lost
 
     async def call(self, route: RouteSettings, payload: dict[str, Any], stream: bool) -> Upstream:
         """Send one chat completion to the route's teacher; errors come back as `Upstream`."""
@@ -123,30 +131,20 @@ class Teacher:
         """Send a request, retrying 429/5xx and connection errors before the first byte (a
         body that is itself streamed is sent once: it cannot be read again). `stream` hands
         back a successful answer as it arrives."""
-        # A stream may legitimately run for long; a whole answer has the route's total time.
-        timeout = aiohttp.ClientTimeout(
-            total=None if stream else route.total_timeout_s,
-            sock_connect=route.connect_timeout_s,
-            sock_read=route.read_timeout_s,
-        )
         tries = route.max_retries + 1 if body is None or isinstance(body, bytes) else 1
         for attempt in range(tries):
             last = attempt == tries - 1
             try:
-                response = await self._request(route, method, url, body, headers, timeout)
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                if isinstance(exc, aiohttp.ServerTimeoutError) and not isinstance(
-                    exc, aiohttp.ConnectionTimeoutError
-                ):
-                    return self._timed_out(route, exc)
+                response = await self._request(route, method, url, body, headers, stream)
+            except (ConnectFailed, Disconnected, BodyBroken) as exc:
                 if last:
                     return _no_more_tries(route, self._unreachable(route, exc))
                 self.metrics.teacher_retries.labels(route.name, "connect").inc()
                 await asyncio.sleep(_backoff(route, attempt, None))
                 continue
-            except TimeoutError as exc:
+            except ReadTimeout as exc:
                 return self._timed_out(route, exc)
-            except aiohttp.ClientResponseError as exc:  # an answer HTTP cannot read: a 502
+            except BadHttp as exc:  # an answer HTTP cannot read: a 502
                 return self._unreadable(route, exc)
             if response.status in RETRY_STATUSES and not last:
                 retry_after = response.headers.get("retry-after")
@@ -165,43 +163,33 @@ class Teacher:
         url: str,
         body: bytes | AsyncIterator[bytes] | None,
         headers: dict[str, str],
-        timeout: aiohttp.ClientTimeout,
-    ) -> aiohttp.ClientResponse:
-        """The teacher's response head. A pooled connection the teacher closed before any byte
-        of its answer (closed after its last answer, or by an idle timeout racing this reuse)
-        is not the teacher failing: the request goes again at once on a new connection, outside
-        the route's retries (a streamed body cannot be sent twice)."""
-        try:
-            return await self.client.request(
-                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-            )
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            if isinstance(exc, aiohttp.ClientConnectorError) or not isinstance(body, bytes | None):
-                raise  # the teacher cannot be reached at all: the ordinary retries decide
-            self.metrics.teacher_retries.labels(route.name, "connection_closed").inc()
-            return await self._fresh_client().request(
-                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-            )
-
-    def _fresh_client(self) -> aiohttp.ClientSession:
-        """A client whose every request opens a new connection (made on first need)."""
-        if self._fresh is None:
-            self._fresh = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=True, limit=0),
-                auto_decompress=False,
-                skip_auto_headers=("user-agent",),
-            )
-        return self._fresh
+        stream: bool | Literal["relay"],
+    ) -> Response:
+        """The teacher's response head. A connection the teacher closed before any byte of its
+        answer (closed after its last answer, or by an idle timeout racing this reuse) is not
+        the teacher failing: the request goes again at once on a new connection, outside the
+        route's retries (a streamed body cannot be sent twice)."""
+        # A stream may legitimately run for long; a whole answer has the route's total time.
+        total = None if stream else route.total_timeout_s
+        for fresh in (False, True):
+            try:
+                return await self.client.request(
+                    method, url, body, headers, fresh=fresh, total_timeout=total,
+                    connect_timeout=route.connect_timeout_s, read_timeout=route.read_timeout_s,
+                )  # fmt: skip
+            except Disconnected as exc:
+                if fresh or exc.answered or not isinstance(body, bytes | None):
+                    raise  # the teacher broke off its answer: the ordinary retries decide
+                self.metrics.teacher_retries.labels(route.name, "connection_closed").inc()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
         await self.client.close()
-        if self._fresh is not None:
-            await self._fresh.close()
 
     async def _answer(
         self,
         route: RouteSettings,
-        response: aiohttp.ClientResponse,
+        response: Response,
         stream: bool | Literal["relay"],
     ) -> Upstream:
         headers = {
@@ -221,9 +209,9 @@ class Teacher:
             body = self.redactor.document(await _read(response, route.max_response_bytes))
         except UpstreamTooLarge:
             return self._too_large(route)
-        except TimeoutError as exc:
+        except ReadTimeout as exc:
             return self._timed_out(route, exc)
-        except aiohttp.ClientError as exc:
+        except HttpError as exc:
             return self._unreachable(route, exc)
         finally:
             response.release()
@@ -254,8 +242,8 @@ class Teacher:
         body = error_body(message, "upstream_error", "teacher_unreachable")
         return Upstream(502, {"content-type": "application/json"}, body=body, error=message)
 
-    def _unreadable(self, route: RouteSettings, exc: aiohttp.ClientResponseError) -> Upstream:
-        detail = self.redactor.text(exc.message or type(exc).__name__)
+    def _unreadable(self, route: RouteSettings, exc: BadHttp) -> Upstream:
+        detail = self.redactor.text(str(exc) or type(exc).__name__)
         message = (
             f"The teacher of route {route.name} sent an answer that is not valid HTTP "
             f"({detail}); it was not relayed."
@@ -336,15 +324,10 @@ def _no_more_tries(route: RouteSettings, upstream: Upstream) -> Upstream:
 
 
 async def _chunks(
-    response: aiohttp.ClientResponse, redactor: Redactor, limit: int, events: bool
+    response: Response, redactor: Redactor, limit: int, events: bool
 ) -> AsyncIterator[bytes]:
     """The body as it arrives (transfer encoding removed), redacted, up to `limit` bytes."""
-
-    async def raw() -> AsyncIterator[bytes]:
-        async for data in response.content.iter_any():
-            yield data
-
-    async for data in _redacted(raw(), redactor, limit, events):
+    async for data in _redacted(response.iter_any(), redactor, limit, events):
         yield data
 
 
@@ -367,13 +350,13 @@ async def _redacted(
         yield tail
 
 
-async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def _read(response: Response, limit: int) -> bytes:
     """The whole body, refusing to hold more than `limit` bytes of it."""
     declared = response.content_length
     if declared is not None and declared > limit:
         raise UpstreamTooLarge(f"declared {declared} bytes")
     parts, size = [], 0
-    async for data in response.content.iter_any():
+    while data := await response.read_any():
         size += len(data)
         if size > limit:
             raise UpstreamTooLarge(f"more than {limit} bytes")
@@ -381,14 +364,11 @@ async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _closer(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+def _closer(response: Response) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
-        # Closing (not releasing) an unfinished response drops its connection: the teacher
-        # sees the disconnect and stops generating.
-        if not response.content.at_eof():
-            response.close()
-        else:
-            response.release()
+        # Releasing an unfinished response drops its connection: the teacher sees the
+        # disconnect and stops generating.
+        response.release()
 
     return close
 
@@ -403,7 +383,7 @@ async def _sse(stream: Any) -> AsyncIterator[bytes]:
             yield b"data: " + _dump(chunk) + b"\n\n"
     except Exception as exc:  # litellm's own hierarchy mid-stream: a stream that broke off,
         # ended by the relay with an error event in the surface's shape (not a dropped socket)
-        raise aiohttp.ClientPayloadError(provider_message(exc)) from exc
+        raise BodyBroken(provider_message(exc)) from exc
     yield b"data: [DONE]\n\n"
 
 
