@@ -230,7 +230,7 @@ def curate(
     task: Annotated[str | None, typer.Option(help="Only rows of this x-apprentice-task.")] = None,
     memory_limit: Annotated[
         str, typer.Option(help="DuckDB's memory limit; past it the job spills to disk.")
-    ] = "1GB",
+    ] = "768MB",
     workers: Annotated[
         int, typer.Option(min=1, help="Processes parsing and scrubbing rows (duckdb engine).")
     ] = 1,

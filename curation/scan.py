@@ -33,7 +33,7 @@ Partition = tuple[str | None, str | None]  # (teacher, prompt fingerprint)
 class Resources:
     """How much of the machine one curation run may use; none of it changes the dataset."""
 
-    memory_limit: str = "1GB"  # DuckDB's limit; past it, it spills to `temp_dir`
+    memory_limit: str = "768MB"  # DuckDB's limit; past it, it spills to `temp_dir`
     threads: int = 2
     temp_dir: Path | None = None  # default: a folder beside the dataset versions
     batch_rows: int = 20_000  # rows handed to Python at once
