@@ -7,8 +7,10 @@ memory does not grow with the log:
 1. DuckDB counts the rows, finds repeated ids and each task's newest partition, and streams
    the latest rows to Python in batches (`curation.scan`), under a memory limit, spilling to
    a work folder past it.
-2. Each batch goes through the row-local stages (select, quality, feedback, scrub) and leaves
-   only a few columns per surviving pair in an on-disk work table (`curation.rows`).
+2. Each batch goes through the row-local stages (select, quality, feedback, scrub), in a
+   worker process when there are several, and leaves only a few columns per surviving pair
+   in a Parquet part written where it ran (`curation.rows`, `curation.parts`); `w.work` is
+   the view over the parts.
 3. Dedupe (`curation.groups`) and balance (`curation.caps`) run as SQL over the work table.
 4. Only the rows balance keeps are read again and rebuilt as pairs (the same row-local
    stages, deterministic, so the pair is the one step 2 saw); the novel slice, the split and
