@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -104,22 +105,32 @@ def _assign(
     con.execute("CREATE OR REPLACE TEMP TABLE clustered (pos BIGINT, cid VARCHAR)")
     examples: dict[str, tuple[str | None, str]] = {}
     for task, count in sorted(tasks, key=lambda t: t[0] or ""):
-        pos, labels, central = _task_labels(con, task, int(count), settings, resources)
-        ranked = np.argsort(-np.bincount(labels, minlength=len(central)), kind="stable")
+        # Labels go to DuckDB as integers, batch by batch, and are named there once the
+        # clusters' sizes are known: held in Python, with a string per row, they were the
+        # peak of the 10M-row run.
+        con.execute("CREATE OR REPLACE TABLE w.raw_labels (pos BIGINT, label BIGINT)")
+        sizes, central = _task_labels(con, task, int(count), settings, resources)
+        ranked = np.argsort(-sizes, kind="stable")
         rank_of = np.empty(len(central), dtype=np.int64)
         rank_of[ranked] = np.arange(len(central))
         prefix = f"{task}/" if task else ""
-        names = [f"{prefix}c{r}" for r in range(len(central))]
-        # Labels go to DuckDB as integers and are named there: a Python string per row was
-        # a few hundred MB at 10M rows.
-        register(con, "labels", pa.table({"pos": pos, "label": rank_of[labels]}))
+        names = [f"{prefix}c{rank_of[label]}" for label in range(len(central))]
         register(con, "names", pa.table({"label": np.arange(len(names)), "cid": names}))
-        con.execute("INSERT INTO clustered SELECT pos, cid FROM labels JOIN names USING (label)")
-        present = set(np.unique(labels).tolist())
+        con.execute(
+            "INSERT INTO clustered SELECT pos, cid FROM w.raw_labels JOIN names USING (label)"
+        )
         for label, text in enumerate(central):
-            if label in present:
-                examples[f"{prefix}c{rank_of[label]}"] = (task, text)  # folded, cut: `rows`
+            if sizes[label]:
+                examples[names[label]] = (task, text)  # folded, cut: `rows`
     return examples
+
+
+def _store(con: duckdb.DuckDBPyConnection, pos: npt.NDArray[np.int64], labels: Any) -> None:
+    """One batch of (pos, cluster label) into `w.raw_labels` (not a temp table: a cursor
+    writes it while the connection streams)."""
+    con.register("labels_batch", pa.table({"pos": pos, "label": np.asarray(labels, np.int64)}))
+    con.execute("INSERT INTO w.raw_labels SELECT pos, label FROM labels_batch")
+    con.unregister("labels_batch")
 
 
 def _task_labels(
@@ -128,8 +139,9 @@ def _task_labels(
     count: int,
     settings: CurationSettings,
     resources: Resources,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[str]]:
-    """(pos, cluster label, each cluster's central prompt) of one task's survivors."""
+) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Each task survivor's cluster label into `w.raw_labels`; returns (the size of each
+    cluster, each cluster's central prompt)."""
     where = "w.task IS NOT DISTINCT FROM ?"
     base = (
         "SELECT w.pos, w.example, w.terms, w.started_at, w.request_id, w.digest FROM best b "
@@ -143,7 +155,8 @@ def _task_labels(
         labels, central, _ = fit_clusters(
             weighted(x, idf_weights(x)), settings.cluster_similarity, settings.max_clusters
         )
-        return rows.column("pos").to_numpy(), labels, [texts[i] for i in central]
+        _store(con, rows.column("pos").to_numpy(), labels)
+        return np.bincount(labels, minlength=len(central)), [texts[i] for i in central]
     return _fit_and_assign(con, task, base, where, settings, resources)
 
 
@@ -154,7 +167,7 @@ def _fit_and_assign(
     where: str,
     settings: CurationSettings,
     resources: Resources,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[str]]:
+) -> tuple[npt.NDArray[np.int64], list[str]]:
     """`_task_labels` of a task too large to cluster whole: fitted on a sample, then every
     row assigned to the nearest centre, batch by batch."""
     sample = con.sql(
@@ -169,14 +182,16 @@ def _fit_and_assign(
         weighted(x, idf), settings.cluster_similarity, settings.max_clusters
     )
     del x
-    positions: list[npt.NDArray[np.int64]] = []
-    found: list[npt.NDArray[np.int64]] = []
+    sizes = np.zeros(len(central), dtype=np.int64)
     scan = f"SELECT w.pos, w.terms FROM best b JOIN w.work w USING (pos) WHERE {where}"
+    writer = con.cursor()  # the reading connection is busy streaming until the last batch
     for batch in con.sql(scan, params=[task]).to_arrow_reader(resources.batch_rows):
         vectors = weighted(_vectors(batch.column("terms")), idf)
-        found.append(np.argmax(vectors @ centroids.T, axis=1).astype(np.int64))
-        positions.append(batch.column("pos").to_numpy())
-    return np.concatenate(positions), np.concatenate(found), [texts[i] for i in central]
+        labels = np.argmax(vectors @ centroids.T, axis=1).astype(np.int64)
+        sizes += np.bincount(labels, minlength=len(central))
+        _store(writer, batch.column("pos").to_numpy(), labels)
+    writer.close()
+    return sizes, [texts[i] for i in central]
 
 
 def _vectors(terms: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.float32]:

@@ -71,6 +71,8 @@ def word_signatures(words: Words, k: int, num_perm: int, seed: int) -> U32:
     a = rng.integers(1, 2**32, size=num_perm, dtype=np.uint32) | np.uint32(1)
     b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint32)
     out = np.empty((len(words.lengths), num_perm), dtype=np.uint32)
+    if not len(words.lengths):
+        return out
     hashes, first = shingle_hashes(words.hashes(), words.lengths, k)
     high = (hashes >> np.uint64(32)).astype(np.uint32)
     for start_doc, stop_doc in _doc_chunks(first, len(high)):
