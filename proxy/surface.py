@@ -120,26 +120,19 @@ async def until_answered(
     disconnected = request.scope.get("extensions", {}).get(DISCONNECTED)
     if disconnected is not None:
         return await _until_answered_or(disconnected, current, work)
-    gone = False
+    left: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def watch() -> None:
-        nonlocal gone
         if body_read is not None:
             await body_read.wait()
         # The body has been read: the only message left to receive is the disconnect.
         while (await request.receive())["type"] != "http.disconnect":
             pass
-        gone = True
-        current.cancel()
+        left.set_result(None)
 
     watcher = asyncio.get_running_loop().create_task(watch())
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if gone:
-            current.uncancel()
-            raise ClientGone from None
-        raise
+    try:  # the watcher only resolves a future: the callback path decides and cancels
+        return await _until_answered_or(left, current, work)
     finally:
         watcher.cancel()
 
