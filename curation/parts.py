@@ -39,7 +39,7 @@ def part_path(folder: Path, base: int) -> Path:
 def write_part(rows: pa.Table, path: Path) -> None:
     """One batch's work rows, written under a temporary name and renamed whole."""
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(rows.cast(WORK_SCHEMA), tmp, compression="snappy")
+    pq.write_table(rows, tmp, compression="snappy")
     os.replace(tmp, path)
 
 
